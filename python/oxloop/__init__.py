@@ -1,0 +1,57 @@
+"""oxloop: a drop-in asyncio event loop whose per-callback work runs in Rust.
+
+Use it like stock asyncio::
+
+    import oxloop
+    oxloop.run(main())                                  # like asyncio.run(main())
+    asyncio.run(main(), loop_factory=oxloop.new_event_loop)
+    asyncio.Runner(loop_factory=oxloop.new_event_loop)
+
+Futures and tasks are asyncio's own, so every asyncio API and introspection tool keeps working.
+"""
+
+import asyncio as _asyncio
+import threading as _threading
+from collections.abc import Awaitable as _Awaitable
+from typing import TypeVar as _TypeVar
+
+from .loop import Loop
+
+__all__ = ["Loop", "EventLoopPolicy", "new_event_loop", "run", "install"]
+__version__ = "0.1.0"
+
+_T = _TypeVar("_T")
+
+
+def new_event_loop() -> Loop:
+    """Return a new oxloop event loop (not set as the current loop)."""
+    return Loop()
+
+
+def run(main: _Awaitable[_T], *, debug: bool | None = None) -> _T:
+    """Run a coroutine on a new oxloop loop and return its result.
+
+    The semantics of `asyncio.run`: leftover tasks are cancelled, async generators and the
+    default executor are shut down, and the loop is closed.
+    """
+    if _asyncio._get_running_loop() is not None:
+        raise RuntimeError("oxloop.run() cannot be called from a running event loop")
+    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose loops are oxloop loops."""
+
+    def _loop_factory(self) -> Loop:  # the hook the default policy calls to make a loop
+        return new_event_loop()
+
+    def new_event_loop(self) -> Loop:
+        return new_event_loop()
+
+
+def install() -> None:
+    """Make oxloop the loop that `asyncio.run()` and `asyncio.new_event_loop()` create."""
+    if _threading.current_thread() is not _threading.main_thread():
+        raise RuntimeError("oxloop.install() must be called from the main thread")
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
