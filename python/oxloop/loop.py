@@ -1,0 +1,534 @@
+"""The oxloop event loop class: the Rust core (`LoopCore`) plus what runs once per loop.
+
+`LoopCore` (Rust) owns everything paid per callback: `call_soon`, `call_later`, `call_at`,
+`call_soon_threadsafe`, the timer heap, the poller, `add_reader`/`add_writer` and the loop
+iteration itself. This class adds the parts that run once per loop or once per error:
+`run_forever`/`run_until_complete` setup, `close`, tasks and futures (asyncio's own), the
+exception handler, the default executor, async generator hooks and signal handlers. Their
+behaviour follows `asyncio.base_events` and `asyncio.unix_events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+import warnings
+import weakref
+from asyncio import format_helpers
+from collections.abc import Callable
+from typing import Any
+
+from . import _oxloop
+
+__all__ = ["Loop"]
+
+logger = logging.getLogger("asyncio")
+
+# asyncio.constants.DEBUG_STACK_DEPTH: frames kept for coroutine origins and source tracebacks.
+_DEBUG_STACK_DEPTH = 10
+
+_NETWORKING = (
+    "getaddrinfo getnameinfo create_connection create_server sendfile start_tls "
+    "create_unix_connection create_unix_server create_datagram_endpoint "
+    "connect_accepted_socket connect_read_pipe connect_write_pipe subprocess_shell "
+    "subprocess_exec sock_recv sock_recv_into sock_recvfrom sock_recvfrom_into sock_sendall "
+    "sock_sendto sock_connect sock_accept sock_sendfile"
+).split()
+
+
+def _debug_requested_by_environment() -> bool:
+    """What turns asyncio's debug mode on for new loops: `-X dev` or PYTHONASYNCIODEBUG."""
+    if sys.flags.dev_mode:
+        return True
+    return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
+
+
+def _is_coroutine_function(func: Any) -> bool:
+    return asyncio.iscoroutinefunction(func)
+
+
+def _stop_when_done(fut: asyncio.Future) -> None:
+    # A future that ended with SystemExit/KeyboardInterrupt already unwound run_forever.
+    if not fut.cancelled() and isinstance(fut.exception(), (SystemExit, KeyboardInterrupt)):
+        return
+    fut.get_loop().stop()
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """The Python-level handler for signals the loop handles through the wakeup fd."""
+
+
+class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
+    """An asyncio event loop whose per-callback work runs in Rust."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._exception_handler: Callable[..., Any] | None = None
+        self._task_factory: Callable[..., Any] | None = None
+        self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor_shutdown_called = False
+        self._asyncgens: weakref.WeakSet = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth: int | None = None
+        self._signal_handlers: dict[int, tuple[Callable[..., Any], tuple, contextvars.Context]] = {}
+        self._signal_sockets: tuple[socket.socket, socket.socket] | None = None
+        self.set_debug(_debug_requested_by_environment())
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} running={self.is_running()} "
+            f"closed={self.is_closed()} debug={self.get_debug()}>"
+        )
+
+    # -- running and stopping -------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self.is_running():
+            raise RuntimeError("This event loop is already running")
+        if asyncio._get_running_loop() is not None:
+            raise RuntimeError("Cannot run the event loop while another loop is running")
+
+    def run_forever(self) -> None:
+        """Run until `stop()` is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self.get_debug())
+        saved_hooks = sys.get_asyncgen_hooks()
+        try:
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook,
+                finalizer=self._asyncgen_finalizer_hook,
+            )
+            asyncio._set_running_loop(self)
+            self._run_forever_core()
+        finally:
+            asyncio._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*saved_hooks)
+
+    def run_until_complete(self, future: Any) -> Any:
+        """Run until `future` (a future, task or coroutine) is done and return its result."""
+        self._check_closed()
+        self._check_running()
+        made_here = not asyncio.isfuture(future)
+        future = asyncio.ensure_future(future, loop=self)
+        if made_here:
+            # The caller cannot retrieve an exception from a task it never saw: don't log it
+            # as "never retrieved" when the loop is interrupted.
+            future._log_destroy_pending = False
+        future.add_done_callback(_stop_when_done)
+        try:
+            self.run_forever()
+        except BaseException:
+            if made_here and future.done() and not future.cancelled():
+                future.exception()  # mark it retrieved: the error is propagating already
+            raise
+        finally:
+            future.remove_done_callback(_stop_when_done)
+        if not future.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return future.result()
+
+    def close(self) -> None:
+        """Close the loop: drop pending callbacks, release the poller, stop the executor."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self.get_debug():
+            logger.debug("Close %r", self)
+        self._remove_all_signal_handlers()
+        self._close_core()
+        executor, self._default_executor = self._default_executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def __del__(self, _warn: Callable[..., Any] = warnings.warn) -> None:
+        try:
+            closed = self.is_closed()
+        except AttributeError:  # __init__ failed before the core existed
+            return
+        if not closed:
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, bool(enabled))
+
+    def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
+        if bool(enabled) == self._coroutine_origin_tracking_enabled:
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
+            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
+        else:
+            sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
+        self._coroutine_origin_tracking_enabled = bool(enabled)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the loop's work: iterations, callbacks run, timers, I/O events, backlog."""
+        return self._stats()
+
+    # -- futures and tasks -----------------------------------------------------------------
+
+    def create_future(self) -> asyncio.Future:
+        return asyncio.Future(loop=self)
+
+    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None):
+        """Schedule a coroutine as an asyncio.Task (or through the task factory)."""
+        self._check_closed()
+        if self._task_factory is None:
+            task = asyncio.Task(coro, loop=self, name=name, context=context)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+            return task
+        if context is None:
+            task = self._task_factory(self, coro)
+        else:
+            task = self._task_factory(self, coro, context=context)
+        if name is not None:
+            try:
+                task.set_name(name)
+            except AttributeError:
+                pass
+        return task
+
+    def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
+        if factory is not None and not callable(factory):
+            raise TypeError("task factory must be a callable or None")
+        self._task_factory = factory
+
+    def get_task_factory(self) -> Callable[..., Any] | None:
+        return self._task_factory
+
+    # -- callbacks: the Python side of the Rust core's error and debug paths ---------------
+
+    def _check_callback(self, callback: Any, method: str) -> None:
+        """asyncio's debug-mode callback check (the core always does the cheap part)."""
+        if asyncio.iscoroutine(callback) or _is_coroutine_function(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+    def _extract_stack(self) -> traceback.StackSummary:
+        # Frame 1 is the caller of call_soon & co.: the Rust methods add no frame.
+        return format_helpers.extract_stack(sys._getframe(1))
+
+    def _callback_failed(self, handle: Any, exc: BaseException) -> None:
+        callback = format_helpers._format_callback_source(handle._callback, handle._args)
+        context: dict[str, Any] = {
+            "message": f"Exception in callback {callback}",
+            "exception": exc,
+            "handle": handle,
+        }
+        if handle._source_traceback:
+            context["source_traceback"] = handle._source_traceback
+        self.call_exception_handler(context)
+
+    def _slow_callback(self, handle: Any, seconds: float) -> None:
+        callback = handle._callback
+        owner = getattr(callback, "__self__", None)
+        shown = repr(owner) if isinstance(owner, asyncio.Task) else str(handle)
+        logger.warning("Executing %s took %.3f seconds", shown, seconds)
+
+    # -- exception handler ------------------------------------------------------------------
+
+    def get_exception_handler(self) -> Callable[..., Any] | None:
+        return self._exception_handler
+
+    def set_exception_handler(self, handler: Callable[..., Any] | None) -> None:
+        if handler is not None and not callable(handler):
+            raise TypeError(f"A callable object or None is expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        """Log `context` on the 'asyncio' logger, as stock asyncio does."""
+        message = context.get("message") or "Unhandled exception in event loop"
+        exception = context.get("exception")
+        exc_info: Any = False
+        if exception is not None:
+            exc_info = (type(exception), exception, exception.__traceback__)
+        lines = [message]
+        for key in sorted(context):
+            if key in ("message", "exception"):
+                continue
+            value = context[key]
+            if key == "source_traceback":
+                formatted = "".join(traceback.format_list(value)).rstrip()
+                value = f"Object created at (most recent call last):\n{formatted}"
+            elif key == "handle_traceback":
+                formatted = "".join(traceback.format_list(value)).rstrip()
+                value = f"Handle created at (most recent call last):\n{formatted}"
+            else:
+                value = repr(value)
+            lines.append(f"{key}: {value}")
+        logger.error("\n".join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        """Route an error report to the handler set by `set_exception_handler`, or log it."""
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler", exc_info=True)
+            return
+        try:
+            self._exception_handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler(
+                    {
+                        "message": "Unhandled error in exception handler",
+                        "exception": exc,
+                        "context": context,
+                    }
+                )
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error(
+                    "Exception in default exception handler while handling an unexpected "
+                    "error in custom exception handler",
+                    exc_info=True,
+                )
+
+    # -- executor ---------------------------------------------------------------------------
+
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any):
+        """Run `func(*args)` in `executor` (default: a thread pool) and await its result."""
+        self._check_closed()
+        if self.get_debug():
+            self._check_callback(func, "run_in_executor")
+        if executor is None:
+            executor = self._default_executor
+            if executor is None:
+                if self._executor_shutdown_called:
+                    raise RuntimeError("Executor shutdown has been called")
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                self._default_executor = executor
+        return asyncio.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("executor must be ThreadPoolExecutor instance")
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """Shut the default executor down, waiting (in a helper thread) for its jobs."""
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is None:
+            return
+        done = self.create_future()
+
+        def shut_down() -> None:
+            try:
+                executor.shutdown(wait=True)
+                if not self.is_closed():
+                    self.call_soon_threadsafe(_set_result_unless_done, done, None)
+            except Exception as exc:
+                if not self.is_closed():
+                    self.call_soon_threadsafe(_set_exception_unless_done, done, exc)
+
+        thread = threading.Thread(target=shut_down, name="oxloop-executor-shutdown")
+        thread.start()
+        try:
+            if timeout is None:
+                await done
+            else:
+                await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            warnings.warn(
+                f"The executor did not finish joining its threads within {timeout} seconds.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            executor.shutdown(wait=False)
+        finally:
+            thread.join(timeout)
+
+    # -- async generators -------------------------------------------------------------------
+
+    def _asyncgen_firstiter_hook(self, agen: Any) -> None:
+        if self._asyncgens_shutdown_called:
+            warnings.warn(
+                f"asynchronous generator {agen!r} was scheduled after "
+                "loop.shutdown_asyncgens() call",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+        self._asyncgens.add(agen)
+
+    def _asyncgen_finalizer_hook(self, agen: Any) -> None:
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    async def shutdown_asyncgens(self) -> None:
+        """Close every async generator still alive on this loop."""
+        self._asyncgens_shutdown_called = True
+        if not self._asyncgens:
+            return
+        agens = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await asyncio.gather(*[agen.aclose() for agen in agens], return_exceptions=True)
+        for agen, result in zip(agens, results, strict=True):
+            if isinstance(result, Exception):
+                self.call_exception_handler(
+                    {
+                        "message": "an error occurred during closing of "
+                        f"asynchronous generator {agen!r}",
+                        "exception": result,
+                        "asyncgen": agen,
+                    }
+                )
+
+    # -- signals ----------------------------------------------------------------------------
+    #
+    # Python's C-level handler writes the signal number to the wakeup fd (`set_wakeup_fd`);
+    # the loop watches the other end of that socket pair and runs the handlers as callbacks.
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Run `callback(*args)` in the loop when signal `sig` arrives."""
+        if asyncio.iscoroutine(callback) or _is_coroutine_function(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        sockets = self._signal_wakeup_socket()
+        try:
+            signal.set_wakeup_fd(sockets[1].fileno())
+        except (ValueError, OSError) as exc:  # ValueError: not the main thread
+            raise RuntimeError(str(exc)) from None
+        self._signal_handlers[sig] = (callback, args, contextvars.copy_context())
+        try:
+            signal.signal(sig, _ignore_signal)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                self._stop_signal_wakeup()
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
+            raise
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        """Remove the handler for `sig`; True if there was one."""
+        self._check_signal(sig)
+        if self._signal_handlers.pop(sig, None) is None:
+            return False
+        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, default)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
+            raise
+        if not self._signal_handlers:
+            self._stop_signal_wakeup()
+        return True
+
+    def _check_signal(self, sig: Any) -> None:
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def _signal_wakeup_socket(self) -> tuple[socket.socket, socket.socket]:
+        if self._signal_sockets is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._signal_sockets = (reader, writer)
+            self.add_reader(reader.fileno(), self._read_signals)
+        return self._signal_sockets
+
+    def _read_signals(self) -> None:
+        assert self._signal_sockets is not None
+        reader = self._signal_sockets[0]
+        while True:
+            try:
+                data = reader.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not data:
+                return
+            for signum in data:
+                entry = self._signal_handlers.get(signum)
+                if entry is not None:
+                    callback, args, context = entry
+                    self.call_soon(callback, *args, context=context)
+
+    def _stop_signal_wakeup(self) -> None:
+        try:
+            signal.set_wakeup_fd(-1)
+        except (ValueError, OSError) as exc:
+            logger.info("set_wakeup_fd(-1) failed: %s", exc)
+        if self._signal_sockets is not None:
+            reader, writer = self._signal_sockets
+            self._signal_sockets = None
+            self.remove_reader(reader.fileno())
+            reader.close()
+            writer.close()
+
+    def _remove_all_signal_handlers(self) -> None:
+        if not self._signal_handlers:
+            if self._signal_sockets is not None:
+                self._stop_signal_wakeup()
+            return
+        if sys.is_finalizing():
+            warnings.warn(
+                f"Closing the loop {self!r} on interpreter shutdown stage, "
+                "skipping signal handlers removal",
+                ResourceWarning,
+                stacklevel=2,
+                source=self,
+            )
+            self._signal_handlers.clear()
+            return
+        for sig in list(self._signal_handlers):
+            self.remove_signal_handler(sig)
+
+
+def _set_result_unless_done(fut: asyncio.Future, result: Any) -> None:
+    if not fut.done():
+        fut.set_result(result)
+
+
+def _set_exception_unless_done(fut: asyncio.Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _not_implemented(name: str) -> Callable[..., Any]:
+    def method(self: Loop, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"oxloop does not implement loop.{name}() yet: networking, pipes and "
+            "subprocesses are the next milestone (see README, 'Status')"
+        )
+
+    method.__name__ = name
+    method.__qualname__ = f"Loop.{name}"
+    return method
+
+
+for _name in _NETWORKING:
+    setattr(Loop, _name, _not_implemented(_name))
+del _name

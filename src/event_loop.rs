@@ -1,0 +1,776 @@
+//! The loop core: the ready queue, the timer heap, the fd table and `run_once`, the one place
+//! callbacks run. The Python class `oxloop.Loop` subclasses `LoopCore` and adds what runs
+//! once per loop (lifecycle, executor, exception handler, signals).
+//!
+//! Rust because every callback, timer and I/O event passes through here. `run_once` follows
+//! the phases of stock asyncio's `_run_once`, in the same order, so callback order matches:
+//! 1. drop cancelled timers (all of them when they are most of the heap);
+//! 2. compute the poll timeout: zero if callbacks are ready or the loop is stopping, else the
+//!    time to the earliest timer, else forever;
+//! 3. poll, with the GIL released when the wait can block, and queue the I/O callbacks;
+//! 4. queue the timers that are due;
+//! 5. run exactly the callbacks queued so far; those they schedule wait for the next iteration.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use pyo3::exceptions::{
+    PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::clock;
+use crate::gil_cell::GilCell;
+use crate::handles::{CallbackSlot, Handle, TimerHandle};
+use crate::poller::{EventBuffer, Interest, Poller, Readiness};
+use crate::stats::LoopStats;
+use crate::timers::TimerHeap;
+
+/// asyncio's default for `slow_callback_duration`.
+const DEFAULT_SLOW_CALLBACK_SECS: f64 = 0.1;
+/// Events read per poll; more stay queued in the kernel for the next poll.
+const EVENTS_PER_POLL: usize = 1024;
+
+/// A callback waiting in the ready queue.
+enum Ready {
+    Soon(Py<Handle>),
+    Timer(Py<TimerHandle>),
+}
+
+impl Ready {
+    #[inline]
+    fn slot(&self) -> &CallbackSlot {
+        match self {
+            Ready::Soon(h) => &h.get().slot,
+            Ready::Timer(t) => &t.get().slot,
+        }
+    }
+
+    fn to_object(&self, py: Python<'_>) -> Py<PyAny> {
+        match self {
+            Ready::Soon(h) => h.clone_ref(py).into_any(),
+            Ready::Timer(t) => t.clone_ref(py).into_any(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct IoCallbacks {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+}
+
+impl IoCallbacks {
+    fn interest(&self) -> Interest {
+        Interest {
+            read: self.reader.is_some(),
+            write: self.writer.is_some(),
+        }
+    }
+
+    fn side(&mut self, side: Side) -> &mut Option<Py<Handle>> {
+        match side {
+            Side::Read => &mut self.reader,
+            Side::Write => &mut self.writer,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+/// The fd table: callbacks per fd number, indexed directly (fd numbers are small and dense).
+#[derive(Default)]
+struct IoTable {
+    by_fd: Vec<IoCallbacks>,
+    registered: usize,
+}
+
+impl IoTable {
+    fn entry(&mut self, fd: RawFd) -> &mut IoCallbacks {
+        let index = fd as usize;
+        if index >= self.by_fd.len() {
+            self.by_fd.resize_with(index + 1, IoCallbacks::default);
+        }
+        &mut self.by_fd[index]
+    }
+
+    fn get(&self, fd: RawFd) -> Option<&IoCallbacks> {
+        self.by_fd.get(fd as usize)
+    }
+
+    fn count_change(&mut self, before: Interest, after: Interest) {
+        match (before.is_empty(), after.is_empty()) {
+            (true, false) => self.registered += 1,
+            (false, true) => self.registered -= 1,
+            _ => {}
+        }
+    }
+}
+
+fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}
+
+/// asyncio's conversion of a file object to its fd (`selectors._fileobj_to_fd`).
+fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let fd: i64 = match obj.extract::<i64>() {
+        Ok(fd) if obj.is_instance_of::<pyo3::types::PyInt>() => fd,
+        _ => obj
+            .call_method0("fileno")
+            .and_then(|fd| fd.extract::<i64>())
+            .map_err(|_| {
+                let shown = obj.repr().map(|r| r.to_string()).unwrap_or_default();
+                PyValueError::new_err(format!("Invalid file object: {shown}"))
+            })?,
+    };
+    if fd < 0 || fd > i64::from(i32::MAX) {
+        return Err(PyValueError::new_err(format!(
+            "Invalid file descriptor: {fd}"
+        )));
+    }
+    Ok(fd as RawFd)
+}
+
+fn is_coroutine(obj: &Bound<'_, PyAny>) -> bool {
+    static ISCOROUTINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    ISCOROUTINE
+        .import(obj.py(), "asyncio", "iscoroutine")
+        .and_then(|f| f.call1((obj,)))
+        .and_then(|r| r.is_truthy())
+        .unwrap_or(false)
+}
+
+/// The always-on part of asyncio's `_check_callback`: a coroutine or a non-callable is a
+/// `TypeError` at the call, not an error much later in the exception handler.
+#[inline]
+fn check_callable(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+    if callback.is_callable() {
+        return Ok(());
+    }
+    if is_coroutine(callback) {
+        return Err(PyTypeError::new_err(format!(
+            "coroutines cannot be used with {method}()"
+        )));
+    }
+    let shown = callback.repr().map(|r| r.to_string()).unwrap_or_default();
+    Err(PyTypeError::new_err(format!(
+        "a callable object was expected by {method}(), got {shown}"
+    )))
+}
+
+fn current_thread_id() -> u64 {
+    // SAFETY: pthread_self has no preconditions. Python's threading.get_ident() returns the
+    // same value, so the two can be compared.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+#[pyclass(subclass, frozen, module = "oxloop._oxloop")]
+pub struct LoopCore {
+    ready: GilCell<VecDeque<Ready>>,
+    timers: GilCell<TimerHeap<Py<TimerHandle>>>,
+    io: GilCell<IoTable>,
+    poller: Poller,
+    event_buf: GilCell<EventBuffer>,
+    readiness_buf: GilCell<Vec<Readiness>>,
+    stats: Arc<LoopStats>,
+    closed: AtomicBool,
+    running: AtomicBool,
+    stopping: AtomicBool,
+    debug: AtomicBool,
+    /// True while the loop thread waits in the poller with the GIL released. Set and cleared
+    /// with the GIL held, so a thread that queues a callback (also with the GIL) either sees
+    /// it set and wakes the poller, or queued before the loop computed its timeout.
+    sleeping: AtomicBool,
+    slow_callback_duration: AtomicU64,
+    /// `pthread_self()` of the thread running the loop; 0 when not running.
+    thread_id: AtomicU64,
+}
+
+impl LoopCore {
+    #[inline]
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// asyncio's debug-mode `_check_thread`: non-thread-safe calls from another thread.
+    fn check_thread(&self) -> PyResult<()> {
+        let owner = self.thread_id.load(Ordering::Relaxed);
+        if owner != 0 && owner != current_thread_id() {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Argument checks shared by the scheduling methods; debug mode adds asyncio's full set.
+    #[inline]
+    fn check_schedule(
+        &self,
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        method: &'static str,
+        thread_bound: bool,
+    ) -> PyResult<bool> {
+        self.check_closed()?;
+        let debug = self.debug.load(Ordering::Relaxed);
+        if debug {
+            if thread_bound {
+                self.check_thread()?;
+            }
+            slf.call_method1("_check_callback", (callback, method))?;
+        } else {
+            check_callable(callback, method)?;
+        }
+        Ok(debug)
+    }
+
+    fn new_slot(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        debug: bool,
+    ) -> PyResult<CallbackSlot> {
+        let py = slf.py();
+        let source_traceback = if debug {
+            Some(slf.call_method0("_extract_stack")?.unbind())
+        } else {
+            None
+        };
+        CallbackSlot::new(
+            py,
+            callback.unbind(),
+            args.unbind(),
+            context.map(Bound::unbind),
+            source_traceback,
+        )
+    }
+
+    fn push_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        debug: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let slot = Self::new_slot(slf, callback, args, context, debug)?;
+        let handle = Py::new(py, Handle { slot })?;
+        let queued = handle.clone_ref(py);
+        slf.get()
+            .ready
+            .with(py, |q| q.push_back(Ready::Soon(queued)))?;
+        Ok(handle)
+    }
+
+    fn wake_if_sleeping(&self) -> PyResult<()> {
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.poller.wake()?;
+        }
+        Ok(())
+    }
+
+    fn add_io(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        side: Side,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let fd = fileobj_to_fd(fd)?;
+        let method = match side {
+            Side::Read => "add_reader",
+            Side::Write => "add_writer",
+        };
+        check_callable(&callback, method)?;
+        let slot = Self::new_slot(slf, callback, args, None, false)?;
+        let handle = Py::new(py, Handle { slot })?;
+        let (before, after, previous) = this.io.with(py, |io| {
+            let entry = io.entry(fd);
+            let before = entry.interest();
+            let previous = entry.side(side).replace(handle);
+            (before, entry.interest(), previous)
+        })?;
+        if let Err(err) = this.poller.update(fd, before, after) {
+            // Put the table back as it was: the fd is not watched.
+            let ours = this.io.with(py, |io| {
+                let entry = io.entry(fd);
+                std::mem::replace(entry.side(side), previous)
+            })?;
+            drop(ours);
+            return Err(err.into());
+        }
+        this.io.with(py, |io| io.count_change(before, after))?;
+        if let Some(previous) = previous {
+            previous.get().slot.cancel(py)?;
+        }
+        Ok(())
+    }
+
+    fn remove_io(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, side: Side) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let fd = fileobj_to_fd(fd)?;
+        let change = this.io.with(py, |io| {
+            let entry = io.entry(fd);
+            let before = entry.interest();
+            let removed = entry.side(side).take()?;
+            let after = entry.interest();
+            io.count_change(before, after);
+            Some((before, after, removed))
+        })?;
+        let Some((before, after, removed)) = change else {
+            return Ok(false);
+        };
+        removed.get().slot.cancel(py)?;
+        this.poller.update(fd, before, after)?;
+        Ok(true)
+    }
+
+    /// Phases 1 and 2: housekeeping of the timer heap and the poll timeout.
+    fn poll_timeout(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        let mut garbage = Vec::new();
+        let next_deadline = self.timers.with(py, |t| t.purge(&mut garbage))?;
+        drop(garbage);
+        let has_ready = self.ready.with(py, |q| !q.is_empty())?;
+        if has_ready || self.stopping.load(Ordering::Relaxed) {
+            return Ok(Some(0.0));
+        }
+        Ok(next_deadline.map(|when| (when - clock::monotonic()).max(0.0)))
+    }
+
+    /// Phase 3: waits for I/O and queues the callbacks of the fds that are ready.
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let mut events = self.event_buf.with(py, std::mem::take)?;
+        let mut ready_fds = self.readiness_buf.with(py, std::mem::take)?;
+        ready_fds.clear();
+        let waited = if timeout == Some(0.0) {
+            self.poller.wait(&mut events, timeout, &mut ready_fds)
+        } else {
+            self.sleeping.store(true, Ordering::SeqCst);
+            let started = std::time::Instant::now();
+            let result = py.detach(|| self.poller.wait(&mut events, timeout, &mut ready_fds));
+            self.sleeping.store(false, Ordering::SeqCst);
+            LoopStats::add(
+                &self.stats.poll_wait_ns,
+                started.elapsed().as_nanos() as u64,
+            );
+            result
+        };
+        let outcome = self.queue_io_callbacks(py, &ready_fds);
+        self.event_buf.with(py, |buf| *buf = events)?;
+        self.readiness_buf.with(py, |buf| *buf = ready_fds)?;
+        match waited {
+            Ok(true) => outcome,
+            // Interrupted by a signal: run Python's handlers now (SIGINT raises
+            // KeyboardInterrupt out of run_forever, as in stock asyncio).
+            Ok(false) => py.check_signals(),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn queue_io_callbacks(&self, py: Python<'_>, ready_fds: &[Readiness]) -> PyResult<()> {
+        if ready_fds.is_empty() {
+            return Ok(());
+        }
+        LoopStats::add(&self.stats.io_events, ready_fds.len() as u64);
+        let io = &self.io;
+        self.ready.with(py, |queue| {
+            io.with(py, |table| {
+                for event in ready_fds {
+                    let Some(entry) = table.get(event.fd) else {
+                        continue;
+                    };
+                    if let (true, Some(reader)) = (event.readable, &entry.reader) {
+                        queue.push_back(Ready::Soon(reader.clone_ref(py)));
+                    }
+                    if let (true, Some(writer)) = (event.writable, &entry.writer) {
+                        queue.push_back(Ready::Soon(writer.clone_ref(py)));
+                    }
+                }
+            })
+        })?
+    }
+
+    /// Phase 4: queues the timers that are due.
+    fn queue_due_timers(&self, py: Python<'_>) -> PyResult<()> {
+        let mut garbage = Vec::new();
+        let fired = self.timers.with(py, |timers| {
+            if timers.len() == 0 {
+                return Ok(0);
+            }
+            let end = clock::monotonic() + clock::RESOLUTION;
+            self.ready.with(py, |queue| {
+                timers.pop_due(
+                    end,
+                    &mut |t: Py<TimerHandle>| queue.push_back(Ready::Timer(t)),
+                    &mut garbage,
+                )
+            })
+        })??;
+        drop(garbage);
+        LoopStats::add(&self.stats.timers_fired, fired as u64);
+        Ok(())
+    }
+
+    /// Phase 5: runs the callbacks queued before this phase began.
+    fn run_ready(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let ntodo = self.ready.with(py, |q| q.len())?;
+        for _ in 0..ntodo {
+            let Some(item) = self.ready.with(py, VecDeque::pop_front)? else {
+                break;
+            };
+            let slot = item.slot();
+            if slot.is_cancelled() {
+                continue;
+            }
+            self.stats
+                .callback_started_ns
+                .store(clock::coarse_nanos(), Ordering::Relaxed);
+            let result = if self.debug.load(Ordering::Relaxed) {
+                let started = clock::monotonic();
+                let result = slot.run(py);
+                let took = clock::monotonic() - started;
+                if took >= f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed)) {
+                    slf.call_method1("_slow_callback", (item.to_object(py), took))?;
+                }
+                result
+            } else {
+                slot.run(py)
+            };
+            self.stats.callback_started_ns.store(0, Ordering::Relaxed);
+            LoopStats::add(&self.stats.callbacks_run, 1);
+            if let Err(err) = result {
+                if err.is_instance_of::<PyKeyboardInterrupt>(py)
+                    || err.is_instance_of::<PySystemExit>(py)
+                {
+                    return Err(err);
+                }
+                slf.call_method1("_callback_failed", (item.to_object(py), err.into_value(py)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_at(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        method: &'static str,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        let debug = this.check_schedule(slf, &callback, method, true)?;
+        let slot = Self::new_slot(slf, callback, args, context, debug)?;
+        let counter = this.timers.with(py, |t| t.cancel_counter())?;
+        let timer = Py::new(py, TimerHandle::new(slot, when, counter))?;
+        let queued = timer.clone_ref(py);
+        this.timers.with(py, |t| t.push(when, queued))?;
+        Ok(timer)
+    }
+
+    fn run_once_impl(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        LoopStats::add(&self.stats.iterations, 1);
+        let timeout = self.poll_timeout(py)?;
+        let watching_fds = self.io.with(py, |io| io.registered > 0)?;
+        if watching_fds || timeout != Some(0.0) {
+            self.poll(py, timeout)?;
+        }
+        self.queue_due_timers(py)?;
+        self.run_ready(slf)
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Ok(Self {
+            ready: GilCell::new(VecDeque::new()),
+            timers: GilCell::new(TimerHeap::new()),
+            io: GilCell::new(IoTable::default()),
+            poller: Poller::new()?,
+            event_buf: GilCell::new(EventBuffer::with_capacity(EVENTS_PER_POLL)),
+            readiness_buf: GilCell::new(Vec::new()),
+            stats: Arc::new(LoopStats::default()),
+            closed: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            slow_callback_duration: AtomicU64::new(DEFAULT_SLOW_CALLBACK_SECS.to_bits()),
+            thread_id: AtomicU64::new(0),
+        })
+    }
+
+    /// Schedules `callback(*args)` for the next loop iteration; callbacks run in FIFO order.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let debug = slf
+            .get()
+            .check_schedule(slf, &callback, "call_soon", true)?;
+        Self::push_soon(slf, callback, args, context, debug)
+    }
+
+    /// Like `call_soon`, callable from any thread; wakes the loop if it is waiting.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        let debug = this.check_schedule(slf, &callback, "call_soon_threadsafe", false)?;
+        let handle = Self::push_soon(slf, callback, args, context, debug)?;
+        this.wake_if_sleeping()?;
+        Ok(handle)
+    }
+
+    /// Schedules `callback(*args)` to run `delay` seconds from now.
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let when = clock::monotonic() + delay.extract::<f64>()?;
+        Self::schedule_at(slf, when, callback, args, context, "call_later")
+    }
+
+    /// Schedules `callback(*args)` to run at loop time `when`.
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when = when.extract::<f64>()?;
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
+    /// The loop's clock: `time.monotonic()`.
+    fn time(&self) -> f64 {
+        clock::monotonic()
+    }
+
+    /// Calls `callback(*args)` whenever `fd` (an int or an object with `fileno()`) is readable.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::add_io(slf, fd, callback, args, Side::Read)
+    }
+
+    /// Stops watching `fd` for reading; True if it was watched.
+    fn remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, Side::Read)
+    }
+
+    /// Calls `callback(*args)` whenever `fd` is writable.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::add_io(slf, fd, callback, args, Side::Write)
+    }
+
+    /// Stops watching `fd` for writing; True if it was watched.
+    fn remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, Side::Write)
+    }
+
+    /// Runs one iteration of the loop (see the module doc for its phases).
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().run_once_impl(slf)
+    }
+
+    /// Runs iterations until `stop()` is called. The Python `run_forever` wraps this with the
+    /// once-per-run setup (running loop, async generator hooks).
+    fn _run_forever_core(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.running.swap(true, Ordering::SeqCst) {
+            return Err(PyRuntimeError::new_err(
+                "This event loop is already running",
+            ));
+        }
+        this.thread_id.store(current_thread_id(), Ordering::Relaxed);
+        let result = loop {
+            if let Err(err) = this.run_once_impl(slf) {
+                break Err(err);
+            }
+            if this.stopping.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+        };
+        this.stopping.store(false, Ordering::Relaxed);
+        this.thread_id.store(0, Ordering::Relaxed);
+        this.running.store(false, Ordering::SeqCst);
+        result
+    }
+
+    /// Asks the loop to stop after the iteration in progress.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn _check_closed(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    fn get_debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    fn set_debug(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.debug.store(enabled.is_truthy()?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Callbacks running longer than this (seconds) are logged in debug mode.
+    #[getter]
+    fn get_slow_callback_duration(&self) -> f64 {
+        f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed))
+    }
+
+    #[setter]
+    fn set_slow_callback_duration(&self, seconds: f64) {
+        self.slow_callback_duration
+            .store(seconds.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The id (`threading.get_ident()`) of the thread running the loop, or None.
+    #[getter]
+    fn _thread_id(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    /// Wakes the loop from any thread (asyncio's self-pipe write).
+    fn _write_to_self(&self) -> PyResult<()> {
+        if self.poller.is_closed() {
+            return Ok(());
+        }
+        self.poller.wake().map_err(Into::into)
+    }
+
+    /// Marks the loop closed and releases the queued callbacks, timers and fd watches.
+    fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
+        if self.running.load(Ordering::SeqCst) {
+            return Err(PyRuntimeError::new_err("Cannot close a running event loop"));
+        }
+        if self.closed.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let ready = self.ready.with(py, std::mem::take)?;
+        let mut timers = Vec::new();
+        self.timers.with(py, |t| t.drain(&mut timers))?;
+        let io = self.io.with(py, std::mem::take)?;
+        self.poller.close();
+        drop((ready, timers, io));
+        Ok(())
+    }
+
+    /// A snapshot of the loop's counters (see `oxloop.Loop.stats`).
+    fn _stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = &self.stats;
+        let dict = PyDict::new(py);
+        dict.set_item("iterations", LoopStats::get(&s.iterations))?;
+        dict.set_item("callbacks_run", LoopStats::get(&s.callbacks_run))?;
+        dict.set_item("timers_fired", LoopStats::get(&s.timers_fired))?;
+        dict.set_item("io_events", LoopStats::get(&s.io_events))?;
+        dict.set_item(
+            "poll_wait_seconds",
+            LoopStats::get(&s.poll_wait_ns) as f64 * 1e-9,
+        )?;
+        dict.set_item("ready", self.ready.with(py, |q| q.len())?)?;
+        let (timers, cancelled) = self.timers.with(py, |t| (t.len(), t.cancelled_len()))?;
+        dict.set_item("timers", timers)?;
+        dict.set_item("timers_cancelled", cancelled)?;
+        dict.set_item("fds", self.io.with(py, |io| io.registered)?)?;
+        Ok(dict)
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        if let Some(queue) = self.ready.peek_for_gc() {
+            for item in queue.iter() {
+                match item {
+                    Ready::Soon(h) => visit.call(h)?,
+                    Ready::Timer(t) => visit.call(t)?,
+                }
+            }
+        }
+        if let Some(timers) = self.timers.peek_for_gc() {
+            for timer in timers.iter() {
+                visit.call(timer)?;
+            }
+        }
+        if let Some(io) = self.io.peek_for_gc() {
+            for entry in &io.by_fd {
+                if let Some(h) = &entry.reader {
+                    visit.call(h)?;
+                }
+                if let Some(h) = &entry.writer {
+                    visit.call(h)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! oxloop's native core, imported as `oxloop._oxloop`: the parts of an asyncio event loop
+//! that run per callback, per timer and per I/O event. The Python package `oxloop` builds the
+//! public loop class on top of `LoopCore`.
+
+mod clock;
+mod event_loop;
+mod gil_cell;
+mod handles;
+mod poller;
+mod stats;
+mod timers;
+
+use pyo3::prelude::*;
+
+// `gil_used`: the loop state relies on the GIL to serialise threads (see `gil_cell`).
+#[pymodule(gil_used = true)]
+fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::LoopCore>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    Ok(())
+}
