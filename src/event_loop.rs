@@ -25,7 +25,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
-use crate::handles::{CallbackSlot, Handle, TimerHandle};
+use crate::handles::{CallbackSlot, FailedCallback, Handle, TimerHandle, new_untracked};
 use crate::poller::{EventBuffer, Interest, Poller, Readiness};
 use crate::stats::LoopStats;
 use crate::timers::TimerHeap;
@@ -37,23 +37,39 @@ const EVENTS_PER_POLL: usize = 1024;
 
 /// A callback waiting in the ready queue.
 enum Ready {
+    /// From `call_soon`: runs once.
     Soon(Py<Handle>),
+    /// A due timer: runs once.
     Timer(Py<TimerHandle>),
+    /// A reader or writer whose fd is ready: stays registered, runs on every event.
+    Io(Py<Handle>),
 }
 
 impl Ready {
     #[inline]
     fn slot(&self) -> &CallbackSlot {
         match self {
-            Ready::Soon(h) => &h.get().slot,
+            Ready::Soon(h) | Ready::Io(h) => &h.get().slot,
             Ready::Timer(t) => &t.get().slot,
         }
     }
 
     fn to_object(&self, py: Python<'_>) -> Py<PyAny> {
         match self {
-            Ready::Soon(h) => h.clone_ref(py).into_any(),
+            Ready::Soon(h) | Ready::Io(h) => h.clone_ref(py).into_any(),
             Ready::Timer(t) => t.clone_ref(py).into_any(),
+        }
+    }
+
+    /// Runs the callback; on failure returns the error with the callback that raised it.
+    #[inline]
+    fn run(&self, py: Python<'_>) -> Result<(), (PyErr, Option<FailedCallback>)> {
+        match self {
+            Ready::Io(_) => self.slot().run_again(py).map_err(|err| (err, None)),
+            _ => self
+                .slot()
+                .run_once(py)
+                .map_err(|(err, callback)| (err, Some(callback))),
         }
     }
 }
@@ -166,6 +182,44 @@ fn check_callable(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
     )))
 }
 
+/// Calls `callable(*args, **dict(zip(kwnames, kwargs)))` through vectorcall, without building
+/// a dict: `asyncio.Task(coro, loop=..., ...)` and `asyncio.Future(loop=...)` on every task
+/// and future the loop makes.
+fn vectorcall_kw<'py>(
+    callable: &Bound<'py, PyAny>,
+    args: &[&Bound<'py, PyAny>],
+    kwnames: &Bound<'py, PyTuple>,
+    kwargs: &[&Bound<'py, PyAny>],
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = callable.py();
+    debug_assert_eq!(kwnames.len(), kwargs.len());
+    let stack: Vec<*mut pyo3::ffi::PyObject> =
+        args.iter().chain(kwargs).map(|obj| obj.as_ptr()).collect();
+    // SAFETY: GIL held; `stack` holds borrowed pointers kept alive by `args`/`kwargs` for the
+    // call, its length is positional + keyword count, and `kwnames` is a tuple of str.
+    unsafe {
+        let result = pyo3::ffi::PyObject_Vectorcall(
+            callable.as_ptr(),
+            stack.as_ptr(),
+            args.len(),
+            kwnames.as_ptr(),
+        );
+        Bound::from_owned_ptr_or_err(py, result)
+    }
+}
+
+fn interned_names<'py>(
+    cell: &'static PyOnceLock<Py<PyTuple>>,
+    py: Python<'py>,
+    names: &[&str],
+) -> PyResult<&'py Bound<'py, PyTuple>> {
+    cell.get_or_try_init(py, || {
+        let names = names.iter().map(|n| pyo3::types::PyString::intern(py, n));
+        PyTuple::new(py, names).map(Bound::unbind)
+    })
+    .map(|names| names.bind(py))
+}
+
 fn current_thread_id() -> u64 {
     // SAFETY: pthread_self has no preconditions. Python's threading.get_ident() returns the
     // same value, so the two can be compared.
@@ -192,6 +246,7 @@ pub struct LoopCore {
     slow_callback_duration: AtomicU64,
     /// `pthread_self()` of the thread running the loop; 0 when not running.
     thread_id: AtomicU64,
+    task_factory: GilCell<Option<Py<PyAny>>>,
 }
 
 impl LoopCore {
@@ -268,7 +323,7 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let slot = Self::new_slot(slf, callback, args, context, debug)?;
-        let handle = Py::new(py, Handle { slot })?;
+        let handle = new_untracked(py, Handle { slot })?;
         let queued = handle.clone_ref(py);
         slf.get()
             .ready
@@ -300,7 +355,7 @@ impl LoopCore {
         };
         check_callable(&callback, method)?;
         let slot = Self::new_slot(slf, callback, args, None, false)?;
-        let handle = Py::new(py, Handle { slot })?;
+        let handle = new_untracked(py, Handle { slot })?;
         let (before, after, previous) = this.io.with(py, |io| {
             let entry = io.entry(fd);
             let before = entry.interest();
@@ -401,10 +456,10 @@ impl LoopCore {
                         continue;
                     };
                     if let (true, Some(reader)) = (event.readable, &entry.reader) {
-                        queue.push_back(Ready::Soon(reader.clone_ref(py)));
+                        queue.push_back(Ready::Io(reader.clone_ref(py)));
                     }
                     if let (true, Some(writer)) = (event.writable, &entry.writer) {
-                        queue.push_back(Ready::Soon(writer.clone_ref(py)));
+                        queue.push_back(Ready::Io(writer.clone_ref(py)));
                     }
                 }
             })
@@ -449,24 +504,31 @@ impl LoopCore {
                 .store(clock::coarse_nanos(), Ordering::Relaxed);
             let result = if self.debug.load(Ordering::Relaxed) {
                 let started = clock::monotonic();
-                let result = slot.run(py);
+                let result = item.run(py);
                 let took = clock::monotonic() - started;
                 if took >= f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed)) {
                     slf.call_method1("_slow_callback", (item.to_object(py), took))?;
                 }
                 result
             } else {
-                slot.run(py)
+                item.run(py)
             };
             self.stats.callback_started_ns.store(0, Ordering::Relaxed);
             LoopStats::add(&self.stats.callbacks_run, 1);
-            if let Err(err) = result {
+            if let Err((err, callback)) = result {
                 if err.is_instance_of::<PyKeyboardInterrupt>(py)
                     || err.is_instance_of::<PySystemExit>(py)
                 {
                     return Err(err);
                 }
-                slf.call_method1("_callback_failed", (item.to_object(py), err.into_value(py)))?;
+                let (func, args) = match callback {
+                    Some((func, args)) => (Some(func), Some(args)),
+                    None => (None, None),
+                };
+                slf.call_method1(
+                    "_callback_failed",
+                    (item.to_object(py), err.into_value(py), func, args),
+                )?;
             }
         }
         Ok(())
@@ -485,7 +547,7 @@ impl LoopCore {
         let debug = this.check_schedule(slf, &callback, method, true)?;
         let slot = Self::new_slot(slf, callback, args, context, debug)?;
         let counter = this.timers.with(py, |t| t.cancel_counter())?;
-        let timer = Py::new(py, TimerHandle::new(slot, when, counter))?;
+        let timer = new_untracked(py, TimerHandle::new(slot, when, counter))?;
         let queued = timer.clone_ref(py);
         this.timers.with(py, |t| t.push(when, queued))?;
         Ok(timer)
@@ -524,6 +586,7 @@ impl LoopCore {
             sleeping: AtomicBool::new(false),
             slow_callback_duration: AtomicU64::new(DEFAULT_SLOW_CALLBACK_SECS.to_bits()),
             thread_id: AtomicU64::new(0),
+            task_factory: GilCell::new(None),
         })
     }
 
@@ -586,6 +649,80 @@ impl LoopCore {
         }
         let when = when.extract::<f64>()?;
         Self::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
+    /// A new `asyncio.Future` attached to this loop.
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        static KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        let py = slf.py();
+        let future = FUTURE.import(py, "asyncio", "Future")?;
+        let kwnames = interned_names(&KWNAMES, py, &["loop"])?;
+        vectorcall_kw(future, &[], kwnames, &[slf.as_any()])
+    }
+
+    /// Schedules a coroutine as an `asyncio.Task` (or through the task factory, if one is set).
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: &Bound<'py, PyAny>,
+        name: Option<&Bound<'py, PyAny>>,
+        context: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        static KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static CONTEXT_KW: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let none = py.None().into_bound(py);
+        let name = name.unwrap_or(&none);
+        let context = context.unwrap_or(&none);
+        let factory = this
+            .task_factory
+            .with(py, |f| f.as_ref().map(|f| f.clone_ref(py)))?;
+        let Some(factory) = factory else {
+            let task = TASK.import(py, "asyncio", "Task")?;
+            let kwnames = interned_names(&KWNAMES, py, &["loop", "name", "context"])?;
+            return vectorcall_kw(task, &[coro], kwnames, &[slf.as_any(), name, context]);
+        };
+        let factory = factory.bind(py);
+        let task = if context.is_none() {
+            factory.call1((slf, coro))?
+        } else {
+            let kwnames = interned_names(&CONTEXT_KW, py, &["context"])?;
+            vectorcall_kw(factory, &[slf.as_any(), coro], kwnames, &[context])?
+        };
+        if !name.is_none() {
+            match task.call_method1("set_name", (name,)) {
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(task)
+    }
+
+    /// Sets the factory `create_task` uses: `factory(loop, coro[, context=ctx])`, or None.
+    fn set_task_factory(&self, py: Python<'_>, factory: Option<Py<PyAny>>) -> PyResult<()> {
+        if let Some(f) = &factory
+            && !f.bind(py).is_callable()
+        {
+            return Err(PyTypeError::new_err(
+                "task factory must be a callable or None",
+            ));
+        }
+        let previous = self
+            .task_factory
+            .with(py, |f| std::mem::replace(f, factory))?;
+        drop(previous);
+        Ok(())
+    }
+
+    fn get_task_factory(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.task_factory
+            .with(py, |f| f.as_ref().map(|f| f.clone_ref(py)))
     }
 
     /// The loop's clock: `time.monotonic()`.
@@ -745,32 +882,5 @@ impl LoopCore {
         dict.set_item("timers_cancelled", cancelled)?;
         dict.set_item("fds", self.io.with(py, |io| io.registered)?)?;
         Ok(dict)
-    }
-
-    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
-        if let Some(queue) = self.ready.peek_for_gc() {
-            for item in queue.iter() {
-                match item {
-                    Ready::Soon(h) => visit.call(h)?,
-                    Ready::Timer(t) => visit.call(t)?,
-                }
-            }
-        }
-        if let Some(timers) = self.timers.peek_for_gc() {
-            for timer in timers.iter() {
-                visit.call(timer)?;
-            }
-        }
-        if let Some(io) = self.io.peek_for_gc() {
-            for entry in &io.by_fd {
-                if let Some(h) = &entry.reader {
-                    visit.call(h)?;
-                }
-                if let Some(h) = &entry.writer {
-                    visit.call(h)?;
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -36,10 +36,4 @@ impl<T> GilCell<T> {
             )),
         }
     }
-
-    /// Read access for the garbage collector's traverse pass, which runs with the GIL held but
-    /// must not call into Python; returns `None` if the state is borrowed at that moment.
-    pub fn peek_for_gc(&self) -> Option<std::cell::Ref<'_, T>> {
-        self.0.try_borrow().ok()
-    }
 }

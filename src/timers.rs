@@ -148,11 +148,6 @@ impl<T: Timer> TimerHeap<T> {
         }
         self.cancelled.store(0, AtomicOrdering::Relaxed);
     }
-
-    /// Visits every timer (for the garbage collector's traverse pass).
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.heap.iter().map(|e| &e.timer)
-    }
 }
 
 #[cfg(test)]

@@ -73,7 +73,6 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
     def __init__(self) -> None:
         super().__init__()
         self._exception_handler: Callable[..., Any] | None = None
-        self._task_factory: Callable[..., Any] | None = None
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_shutdown_called = False
         self._asyncgens: weakref.WeakSet = weakref.WeakSet()
@@ -182,38 +181,6 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
         """Counters of the loop's work: iterations, callbacks run, timers, I/O events, backlog."""
         return self._stats()
 
-    # -- futures and tasks -----------------------------------------------------------------
-
-    def create_future(self) -> asyncio.Future:
-        return asyncio.Future(loop=self)
-
-    def create_task(self, coro: Any, *, name: str | None = None, context: Any = None):
-        """Schedule a coroutine as an asyncio.Task (or through the task factory)."""
-        self._check_closed()
-        if self._task_factory is None:
-            task = asyncio.Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
-                del task._source_traceback[-1]
-            return task
-        if context is None:
-            task = self._task_factory(self, coro)
-        else:
-            task = self._task_factory(self, coro, context=context)
-        if name is not None:
-            try:
-                task.set_name(name)
-            except AttributeError:
-                pass
-        return task
-
-    def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
-        if factory is not None and not callable(factory):
-            raise TypeError("task factory must be a callable or None")
-        self._task_factory = factory
-
-    def get_task_factory(self) -> Callable[..., Any] | None:
-        return self._task_factory
-
     # -- callbacks: the Python side of the Rust core's error and debug paths ---------------
 
     def _check_callback(self, callback: Any, method: str) -> None:
@@ -227,8 +194,13 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
         # Frame 1 is the caller of call_soon & co.: the Rust methods add no frame.
         return format_helpers.extract_stack(sys._getframe(1))
 
-    def _callback_failed(self, handle: Any, exc: BaseException) -> None:
-        callback = format_helpers._format_callback_source(handle._callback, handle._args)
+    def _callback_failed(
+        self, handle: Any, exc: BaseException, func: Any = None, args: Any = None
+    ) -> None:
+        # One-shot handles let go of their callback before running it: the core passes it.
+        if func is None:
+            func, args = handle._callback, handle._args
+        callback = format_helpers._format_callback_source(func, args)
         context: dict[str, Any] = {
             "message": f"Exception in callback {callback}",
             "exception": exc,
