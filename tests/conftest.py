@@ -21,9 +21,7 @@ LOOP_FACTORIES = {
 
 
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "oxloop_only(reason): behaviour stock asyncio does not have"
-    )
+    config.addinivalue_line("markers", "oxloop_only(reason): behaviour stock asyncio does not have")
 
 
 @pytest.fixture(params=sorted(LOOP_FACTORIES))

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 import warnings
 import weakref
@@ -46,7 +47,13 @@ _NETWORKING = (
 
 
 def _debug_requested_by_environment() -> bool:
-    """What turns asyncio's debug mode on for new loops: `-X dev` or PYTHONASYNCIODEBUG."""
+    """What turns asyncio's debug mode on for new loops: `-X dev` or PYTHONASYNCIODEBUG.
+
+    Asks asyncio's own check when it exists, because tests and tools patch that function.
+    """
+    is_debug_mode = getattr(asyncio.coroutines, "_is_debug_mode", None)
+    if is_debug_mode is not None:
+        return bool(is_debug_mode())
     if sys.flags.dev_mode:
         return True
     return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
@@ -69,6 +76,9 @@ def _ignore_signal(signum: int, frame: Any) -> None:
 
 class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
     """An asyncio event loop whose per-callback work runs in Rust."""
+
+    # Timers due within this much of "now" run in the current iteration (as stock asyncio).
+    _clock_resolution = time.get_clock_info("monotonic").resolution
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,0 +1,522 @@
+"""Core event-loop benchmarks: oxloop against stock asyncio and uvloop, in one run.
+
+Every measurement runs in a fresh process (``python bench/core.py --worker LOOP ROW``), so no
+loop inherits another's heap, caches or imports. The parent interleaves the loops: each round
+runs every row on every loop (the loop order rotates from round to round), and the table
+reports per row the median time per operation over the rounds, its spread (min-max), and the
+ratio to uvloop (uvloop time / loop time, so >1 means faster than uvloop).
+
+    python bench/core.py                       # 5 rounds, all rows, all loops
+    python bench/core.py --rounds 9 --rows call_soon,timers --json bench/results/run.json
+    python bench/core.py --quick               # smoke run: tiny sizes, 1 round
+
+See bench/README.md for what each row measures and how to read the ratios.
+"""
+
+import argparse
+import asyncio
+import datetime
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ALL_LOOPS = ("asyncio", "uvloop", "oxloop")
+WORKER_TIMEOUT = 300  # seconds; a hung loop fails its cell instead of hanging the run
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads. Each takes (loop, n), runs n operations on the loop and returns the elapsed
+# nanoseconds of the timed part. They run inside the worker process only.
+# ---------------------------------------------------------------------------------------------
+
+
+def _noop(*args):
+    pass
+
+
+async def _noop_coro():
+    pass
+
+
+CALL_SOON_BATCH = 1_000
+
+
+def _bench_call_soon(loop, n, two_args):
+    """Run n no-op callbacks queued with call_soon(cb), or call_soon(cb, 1, 2) with two_args.
+
+    A scheduler callback queues a batch of 1000, then re-queues itself, until n are queued; then
+    the loop stops. Batching keeps the ready queue a realistic size (one loop iteration per
+    batch): queueing a million at once measures the allocator and the GC, not the loop.
+    """
+    left = n
+
+    def schedule():
+        nonlocal left
+        call_soon = loop.call_soon
+        batch = min(left, CALL_SOON_BATCH)
+        left -= batch
+        if two_args:
+            for _ in range(batch):
+                call_soon(_noop, 1, 2)
+        else:
+            for _ in range(batch):
+                call_soon(_noop)
+        call_soon(schedule if left else loop.stop)
+
+    loop.call_soon(schedule)
+    t0 = time.perf_counter_ns()
+    loop.run_forever()
+    return time.perf_counter_ns() - t0
+
+
+def bench_call_soon(loop, n):
+    return _bench_call_soon(loop, n, False)
+
+
+def bench_call_soon_2args(loop, n):
+    return _bench_call_soon(loop, n, True)
+
+
+TIMER_BATCH = 100_000
+
+
+def bench_timers(loop, n):
+    """Batches of call_later(random delay) then cancel() on all, then one more loop iteration."""
+    rng = random.Random(1234)
+    batch = min(n, TIMER_BATCH)
+    delays = [rng.uniform(0.1, 10.0) for _ in range(batch)]
+
+    def work():
+        call_later = loop.call_later
+        handles = [call_later(d, _noop) for d in delays]
+        for h in handles:
+            h.cancel()
+        loop.call_soon(loop.stop)  # one more iteration, in which the loop drops the cancelled
+
+    elapsed = 0
+    for _ in range(n // batch):
+        loop.call_soon(work)
+        t0 = time.perf_counter_ns()
+        loop.run_forever()
+        elapsed += time.perf_counter_ns() - t0
+    return elapsed
+
+
+def _timed_coro(loop, coro_fn, n):
+    t0 = time.perf_counter_ns()
+    done = loop.run_until_complete(coro_fn(n))
+    elapsed = time.perf_counter_ns() - t0
+    if done != n:
+        raise AssertionError(f"workload completed {done} operations, expected {n}")
+    return elapsed
+
+
+async def _sleep0(n):
+    sleep = asyncio.sleep
+    for _ in range(n):
+        await sleep(0)
+    return n
+
+
+async def _create_task(n):
+    create_task = asyncio.create_task
+    for _ in range(n):
+        await create_task(_noop_coro())
+    return n
+
+
+GATHER_BATCH = 10_000
+
+
+async def _gather(n):
+    batch = min(n, GATHER_BATCH)
+    done = 0
+    for _ in range(n // batch):
+        results = await asyncio.gather(*[_noop_coro() for _ in range(batch)])
+        done += len(results)
+    return done
+
+
+async def _future(n):
+    loop = asyncio.get_running_loop()
+    create_future = loop.create_future
+    call_soon = loop.call_soon
+    total = 0
+    for _ in range(n):
+        fut = create_future()
+        call_soon(fut.set_result, 1)
+        total += await fut
+    return total
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    run: Callable[[asyncio.AbstractEventLoop, int], int]
+    size: int  # operations per measurement (sized for ~0.2-1 s on stock asyncio)
+    quick_size: int  # operations per measurement with --quick
+    target: float  # oxloop's target ratio to uvloop (uvloop time / oxloop time)
+    what: str  # one line for the table legend
+
+
+ROWS = {
+    row.name: row
+    for row in (
+        Row("call_soon", bench_call_soon, 1_000_000, 10_000, 2.5, "loop.call_soon(cb) + run cb"),
+        Row(
+            "call_soon_2args",
+            bench_call_soon_2args,
+            1_000_000,
+            10_000,
+            2.0,
+            "loop.call_soon(cb, 1, 2) + run cb",
+        ),
+        Row(
+            "timers",
+            bench_timers,
+            4 * TIMER_BATCH,
+            10_000,
+            5.0,
+            "call_later(random) + cancel() + drop, per timer",
+        ),
+        Row(
+            "sleep0",
+            lambda loop, n: _timed_coro(loop, _sleep0, n),
+            300_000,
+            5_000,
+            2.2,
+            "await asyncio.sleep(0)",
+        ),
+        Row(
+            "create_task",
+            lambda loop, n: _timed_coro(loop, _create_task, n),
+            150_000,
+            5_000,
+            1.6,
+            "await asyncio.create_task(noop())",
+        ),
+        Row(
+            "gather",
+            lambda loop, n: _timed_coro(loop, _gather, n),
+            15 * GATHER_BATCH,
+            GATHER_BATCH,
+            1.3,
+            "gather(*10k noop()), per coroutine",
+        ),
+        Row(
+            "future",
+            lambda loop, n: _timed_coro(loop, _future, n),
+            200_000,
+            5_000,
+            2.4,
+            "create_future + call_soon(set_result) + await",
+        ),
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side: one process, one loop, one row.
+# ---------------------------------------------------------------------------------------------
+
+
+def make_loop(name):
+    if name == "asyncio":
+        return asyncio.new_event_loop()
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    if name == "oxloop":
+        import oxloop
+
+        return oxloop.new_event_loop()
+    raise ValueError(f"unknown loop {name!r}")
+
+
+def probe(loop_name):
+    """Import the loop and make one; return what the report says about it."""
+    loop = make_loop(loop_name)
+    try:
+        cls = type(loop)
+        module = sys.modules[loop_name]
+        return {
+            "version": getattr(module, "__version__", None),
+            "file": getattr(module, "__file__", None),
+            "loop_class": f"{cls.__module__}.{cls.__qualname__}",
+        }
+    finally:
+        loop.close()
+
+
+def work(loop_name, row_name, n):
+    """Warm up on a tenth of the size, then time one full-size run on the same loop."""
+    row = ROWS[row_name]
+    loop = make_loop(loop_name)
+    asyncio.set_event_loop(loop)
+    try:
+        warm = n // 10
+        if row_name == "gather":
+            warm = min(n, GATHER_BATCH)
+        elif row_name == "timers":
+            warm = min(n, TIMER_BATCH // 10)
+        row.run(loop, max(warm, 1))
+        gc.collect()
+        elapsed = row.run(loop, n)
+        return {"ns_per_op": elapsed / n, "n": n, "elapsed_s": elapsed / 1e9}
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent side: spawn workers, collect, report.
+# ---------------------------------------------------------------------------------------------
+
+
+def spawn(args):
+    """Run this script in a child process with `args`; return (parsed JSON or None, error)."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    try:
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), *args],
+            capture_output=True,
+            text=True,
+            timeout=WORKER_TIMEOUT,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {WORKER_TIMEOUT} s"
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        return None, f"exit {proc.returncode}: {tail}"
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1]), None
+    except (IndexError, ValueError):
+        return None, f"unreadable worker output: {proc.stdout[-200:]!r}"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def summarize(samples):
+    s = sorted(samples)
+    if len(s) >= 4:
+        q1, _, q3 = statistics.quantiles(s, n=4)
+    else:
+        q1, q3 = s[0], s[-1]
+    return {
+        "median": statistics.median(s),
+        "min": s[0],
+        "max": s[-1],
+        "q1": q1,
+        "q3": q3,
+        "samples": samples,
+    }
+
+
+def fmt_ns(v):
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def fmt_cell(stats, rounds):
+    if stats is None:
+        return "FAILED"
+    cell = f"{fmt_ns(stats['median'])} [{fmt_ns(stats['min'])}-{fmt_ns(stats['max'])}]"
+    ok = len(stats["samples"])
+    return cell if ok == rounds else f"{cell} ({ok}/{rounds} ok)"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Benchmark oxloop against stock asyncio and uvloop (see bench/README.md)."
+    )
+    p.add_argument("--rounds", type=int, help="rounds per row and loop (default 5; 1 with --quick)")
+    p.add_argument("--loops", default=",".join(ALL_LOOPS), help="comma-separated subset of loops")
+    p.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of rows")
+    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--worker", nargs=2, metavar=("LOOP", "ROW"), help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--probe", metavar="LOOP", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    def subset(text, allowed, what):
+        chosen = [x.strip() for x in text.split(",") if x.strip()]
+        unknown = [x for x in chosen if x not in allowed]
+        if unknown or not chosen:
+            p.error(f"unknown {what} {unknown or text!r}; choose from {','.join(allowed)}")
+        return [x for x in allowed if x in chosen]  # canonical order
+
+    args.loops = subset(args.loops, ALL_LOOPS, "loop(s)")
+    args.rows = subset(args.rows, list(ROWS), "row(s)")
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 5
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
+    return args
+
+
+def run_parent(args):
+    info = {}
+    loops = []
+    notes = []
+    errors = []
+    for name in args.loops:
+        got, err = spawn(["--probe", name])
+        if got is not None:
+            info[name] = got
+            loops.append(name)
+            continue
+        if name == "uvloop":  # optional: the report says so and gives absolute numbers
+            notes.append(
+                f"uvloop is not importable ({err}): absolute numbers only, no ratios "
+                "(install it with pip install -e '.[bench]')"
+            )
+            print(f"# {notes[-1]}", file=sys.stderr)
+        else:
+            errors.append(f"{name} is not usable, skipped: {err}")
+            print(f"# FAILED {errors[-1]}", file=sys.stderr)
+    if "uvloop" not in args.loops:
+        notes.append("uvloop not selected: absolute numbers only, no ratios")
+
+    samples = {row: {loop: [] for loop in loops} for row in args.rows}
+    for rnd in range(args.rounds):
+        order = loops[rnd % len(loops) :] + loops[: rnd % len(loops)] if loops else []
+        for row in args.rows:
+            size = ROWS[row].quick_size if args.quick else ROWS[row].size
+            for loop in order:
+                got, err = spawn(["--worker", loop, row, "--size", str(size)])
+                if got is None:
+                    errors.append(f"{row} on {loop}, round {rnd + 1}: {err}")
+                    print(f"# FAILED {errors[-1]}", file=sys.stderr)
+                else:
+                    samples[row][loop].append(got["ns_per_op"])
+                    print(
+                        f"# round {rnd + 1}/{args.rounds} {row:16} {loop:8} "
+                        f"{got['ns_per_op']:10.1f} ns/op",
+                        file=sys.stderr,
+                    )
+
+    results = {}
+    for row in args.rows:
+        stats = {
+            loop: summarize(s) if s else None  # a partly failed cell says so: "(k/N ok)"
+            for loop, s in samples[row].items()
+        }
+        entry = {"target": ROWS[row].target, "loops": stats, "ratio_to_uvloop": {}}
+        uv = stats.get("uvloop")
+        for loop in ("oxloop", "asyncio"):
+            if uv and stats.get(loop):
+                entry["ratio_to_uvloop"][loop] = uv["median"] / stats[loop]["median"]
+        ox_ratio = entry["ratio_to_uvloop"].get("oxloop")
+        entry["target_met"] = None if ox_ratio is None else ox_ratio >= ROWS[row].target
+        results[row] = entry
+
+    machine = {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "uvloop": info.get("uvloop", {}).get("version"),
+        "oxloop": info.get("oxloop"),
+    }
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine,
+        "rounds": args.rounds,
+        "quick": args.quick,
+        "loops": loops,
+        "notes": notes,
+        "errors": errors,
+        "rows": results,
+    }
+    print(render(report, ratios="uvloop" in loops))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+    return 1 if errors or not loops else 0
+
+
+def render(report, ratios):
+    m = report["machine"]
+    loops = report["loops"]
+    out = [
+        "## oxloop core benchmarks",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['platform']}",
+        f"- Python {m['python']} ({m['implementation']}), uvloop {m['uvloop'] or 'not available'}",
+    ]
+    if m["oxloop"]:
+        ox = m["oxloop"]
+        out.append(f"- oxloop {ox['version'] or '(no version)'}: {ox['loop_class']} ({ox['file']})")
+    out.append(
+        f"- {report['rounds']} round(s), one process per measurement, loops interleaved"
+        + (" (--quick sizes)" if report["quick"] else "")
+    )
+    out += [f"- note: {n}" for n in report["notes"]]
+    out.append("")
+
+    head = ["row"] + [f"{lp} ns/op [min-max]" for lp in loops]
+    if ratios:
+        head += [f"{lp} vs uvloop" for lp in ("oxloop", "asyncio") if lp in loops]
+        if "oxloop" in loops:
+            head += ["target", "met"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|")
+    for row, entry in report["rows"].items():
+        cells = [row] + [fmt_cell(entry["loops"].get(lp), report["rounds"]) for lp in loops]
+        if ratios:
+            for lp in ("oxloop", "asyncio"):
+                if lp in loops:
+                    r = entry["ratio_to_uvloop"].get(lp)
+                    cells.append("n/a" if r is None else f"{r:.2f}x")
+            if "oxloop" in loops:
+                met = entry["target_met"]
+                cells.append(f">= {entry['target']}x")
+                cells.append("n/a" if met is None else ("yes" if met else "NO"))
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    if ratios:
+        out.append("Ratios are uvloop time / loop time: above 1.00x is faster than uvloop.")
+    out += ["", "Rows:"] + [f"- {r}: {ROWS[r].what}" for r in report["rows"]]
+    for e in report["errors"]:
+        out.append(f"- FAILED: {e}")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.probe:
+        print(json.dumps(probe(args.probe)))
+        return 0
+    if args.worker:
+        loop_name, row_name = args.worker
+        size = args.size or ROWS[row_name].size
+        print(json.dumps(work(loop_name, row_name, size)))
+        return 0
+    return run_parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
