@@ -503,11 +503,15 @@ impl LoopCore {
                 .callback_started_ns
                 .store(clock::coarse_nanos(), Ordering::Relaxed);
             let result = if self.debug.load(Ordering::Relaxed) {
+                // Keep the callback through the run so a slow-callback report can name it.
                 let started = clock::monotonic();
-                let result = item.run(py);
+                let result = slot.run_again(py).map_err(|err| (err, None));
                 let took = clock::monotonic() - started;
                 if took >= f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed)) {
                     slf.call_method1("_slow_callback", (item.to_object(py), took))?;
+                }
+                if !matches!(item, Ready::Io(_)) {
+                    slot.release(py)?;
                 }
                 result
             } else {
@@ -553,6 +557,63 @@ impl LoopCore {
         Ok(timer)
     }
 
+    /// `call_soon(callback, *args, context=None)` (entry point in `fastcall`).
+    pub fn call_soon_impl(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let debug = slf
+            .get()
+            .check_schedule(slf, &callback, "call_soon", true)?;
+        Self::push_soon(slf, callback, args, context, debug)
+    }
+
+    /// `call_soon_threadsafe(callback, *args, context=None)`: wakes the loop if it waits.
+    pub fn call_soon_threadsafe_impl(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        let debug = this.check_schedule(slf, &callback, "call_soon_threadsafe", false)?;
+        let handle = Self::push_soon(slf, callback, args, context, debug)?;
+        this.wake_if_sleeping()?;
+        Ok(handle)
+    }
+
+    /// `call_later(delay, callback, *args, context=None)`.
+    pub fn call_later_impl(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let when = clock::monotonic() + delay.extract::<f64>()?;
+        Self::schedule_at(slf, when, callback, args, context, "call_later")
+    }
+
+    /// `call_at(when, callback, *args, context=None)`.
+    pub fn call_at_impl(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when = when.extract::<f64>()?;
+        Self::schedule_at(slf, when, callback, args, context, "call_at")
+    }
+
     fn run_once_impl(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         LoopStats::add(&self.stats.iterations, 1);
@@ -588,67 +649,6 @@ impl LoopCore {
             thread_id: AtomicU64::new(0),
             task_factory: GilCell::new(None),
         })
-    }
-
-    /// Schedules `callback(*args)` for the next loop iteration; callbacks run in FIFO order.
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let debug = slf
-            .get()
-            .check_schedule(slf, &callback, "call_soon", true)?;
-        Self::push_soon(slf, callback, args, context, debug)
-    }
-
-    /// Like `call_soon`, callable from any thread; wakes the loop if it is waiting.
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        let debug = this.check_schedule(slf, &callback, "call_soon_threadsafe", false)?;
-        let handle = Self::push_soon(slf, callback, args, context, debug)?;
-        this.wake_if_sleeping()?;
-        Ok(handle)
-    }
-
-    /// Schedules `callback(*args)` to run `delay` seconds from now.
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
-        slf: &Bound<'_, Self>,
-        delay: &Bound<'_, PyAny>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        if delay.is_none() {
-            return Err(PyTypeError::new_err("delay must not be None"));
-        }
-        let when = clock::monotonic() + delay.extract::<f64>()?;
-        Self::schedule_at(slf, when, callback, args, context, "call_later")
-    }
-
-    /// Schedules `callback(*args)` to run at loop time `when`.
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
-        slf: &Bound<'_, Self>,
-        when: &Bound<'_, PyAny>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<TimerHandle>> {
-        if when.is_none() {
-            return Err(PyTypeError::new_err("when cannot be None"));
-        }
-        let when = when.extract::<f64>()?;
-        Self::schedule_at(slf, when, callback, args, context, "call_at")
     }
 
     /// A new `asyncio.Future` attached to this loop.

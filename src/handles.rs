@@ -96,6 +96,14 @@ impl CallbackSlot {
         }
     }
 
+    /// Lets go of the callback without marking the handle cancelled (after a debug-mode run,
+    /// which keeps it until the slow-callback report has named it).
+    pub fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let released = self.callback.with(py, Option::take)?;
+        drop(released); // outside the borrow: releasing may run `__del__`
+        Ok(())
+    }
+
     /// Runs the callback and keeps it, for I/O handles that run once per readiness event.
     #[inline]
     pub fn run_again(&self, py: Python<'_>) -> PyResult<()> {

@@ -4,6 +4,7 @@
 
 mod clock;
 mod event_loop;
+mod fastcall;
 mod gil_cell;
 mod handles;
 mod poller;
@@ -16,6 +17,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
+    fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     Ok(())

@@ -4,8 +4,9 @@ Use it like stock asyncio::
 
     import oxloop
     oxloop.run(main())                                  # like asyncio.run(main())
-    asyncio.run(main(), loop_factory=oxloop.new_event_loop)
-    asyncio.Runner(loop_factory=oxloop.new_event_loop)
+    with asyncio.Runner(loop_factory=oxloop.new_event_loop) as runner:
+        runner.run(main())
+    asyncio.run(main(), loop_factory=oxloop.new_event_loop)   # Python 3.12+
 
 Futures and tasks are asyncio's own, so every asyncio API and introspection tool keeps working.
 """

@@ -1,0 +1,576 @@
+"""Callbacks and timers: call_soon / call_later / call_at, Handle and TimerHandle, loop.time(),
+contextvars, and the exception handler API.
+
+Covers: FIFO order, the "callbacks scheduled during an iteration run in the next iteration" rule,
+arguments, cancellation, timer ordering and `when()`, the loop clock, `context=` and the default
+context copy (for callbacks and tasks), exceptions raised by callbacks (exception handler, the
+next callback still runs, KeyboardInterrupt/SystemExit propagate), and call_exception_handler /
+default_exception_handler / get_exception_handler / set_exception_handler.
+"""
+
+import asyncio
+import contextvars
+import logging
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.timeout(30)
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+# Handle.get_context() is new in Python 3.12; stock asyncio on 3.11 does not have it.
+needs_get_context = (
+    pytest.mark.oxloop_only("Handle.get_context() exists in stock asyncio only from 3.12")
+    if sys.version_info < (3, 12)
+    else pytest.mark.usefixtures()
+)
+
+
+def run_one_round(loop):
+    """Run the loop until a stop() scheduled now has run (everything ready now runs first)."""
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+# --- call_soon ---------------------------------------------------------------------------
+
+
+def test_call_soon_runs_in_fifo_order(loop):
+    calls = []
+    for i in range(100):
+        loop.call_soon(calls.append, i)
+    run_one_round(loop)
+    assert calls == list(range(100))
+
+
+def test_call_soon_passes_positional_args(loop):
+    calls = []
+    loop.call_soon(lambda *a: calls.append(a), 1, "two", None)
+    run_one_round(loop)
+    assert calls == [(1, "two", None)]
+
+
+def test_call_soon_rejects_keyword_args_other_than_context(loop):
+    with pytest.raises(TypeError):
+        loop.call_soon(print, x=1)
+
+
+def test_callback_scheduled_during_iteration_runs_after_already_ready_ones(loop):
+    calls = []
+
+    def first():
+        calls.append("first")
+        loop.call_soon(calls.append, "third")
+
+    loop.call_soon(first)
+    loop.call_soon(calls.append, "second")
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert calls == ["first", "second", "third"]
+
+
+def test_callback_scheduled_during_iteration_waits_for_next_iteration(loop):
+    # stop() inside an iteration lets that iteration finish, then run_forever returns. A callback
+    # scheduled during the iteration belongs to the next one, so it must not have run yet.
+    calls = []
+
+    def second():
+        calls.append("second")
+        loop.stop()
+
+    def first():
+        calls.append("first")
+        loop.call_soon(second)
+        loop.stop()
+
+    loop.call_soon(first)
+    loop.run_forever()
+    assert calls == ["first"]
+    loop.run_forever()  # `second` runs in this run's first iteration, and stops it
+    assert calls == ["first", "second"]
+
+
+def test_stop_from_a_later_callback_still_defers_new_callbacks(loop):
+    calls = []
+
+    def first():
+        calls.append("first")
+        loop.call_soon(calls.append, "scheduled-by-first")
+
+    def second():
+        calls.append("second")
+        loop.stop()
+
+    loop.call_soon(first)
+    loop.call_soon(second)
+    loop.run_forever()
+    assert calls == ["first", "second"]
+    run_one_round(loop)
+    assert calls == ["first", "second", "scheduled-by-first"]
+
+
+# --- Handle.cancel -------------------------------------------------------------------------
+
+
+def test_handle_cancel_and_cancelled(loop):
+    h = loop.call_soon(lambda: None)
+    assert not h.cancelled()
+    h.cancel()
+    assert h.cancelled()
+    h.cancel()  # idempotent
+    assert h.cancelled()
+
+
+def test_cancel_before_run_means_never_runs(loop):
+    calls = []
+    loop.call_soon(calls.append, 1)
+    h = loop.call_soon(calls.append, 2)
+    loop.call_soon(calls.append, 3)
+    h.cancel()
+    run_one_round(loop)
+    run_one_round(loop)
+    assert calls == [1, 3]
+
+
+def test_cancel_from_a_callback_in_the_same_iteration(loop):
+    calls = []
+    handles = {}
+
+    def canceller():
+        calls.append("canceller")
+        handles["victim"].cancel()
+
+    loop.call_soon(canceller)
+    handles["victim"] = loop.call_soon(calls.append, "victim")
+    run_one_round(loop)
+    assert calls == ["canceller"]
+
+
+def test_cancelled_timer_never_runs(loop):
+    calls = []
+    h = loop.call_later(0.01, calls.append, "cancelled")
+    loop.call_later(0.02, calls.append, "kept")
+    h.cancel()
+    assert h.cancelled()
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert calls == ["kept"]
+
+
+# --- call_later / call_at -------------------------------------------------------------------
+
+
+def test_call_later_runs_in_deadline_order(loop):
+    calls = []
+    loop.call_later(0.03, calls.append, "c")
+    loop.call_later(0.01, calls.append, "a")
+    loop.call_later(0.02, calls.append, "b")
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert calls == ["a", "b", "c"]
+
+
+def test_call_at_runs_in_deadline_order(loop):
+    calls = []
+    now = loop.time()
+    for delay in (0.04, 0.0, 0.03, 0.01, 0.02):
+        loop.call_at(now + delay, calls.append, delay)
+    loop.call_at(now + 0.06, loop.stop)
+    loop.run_forever()
+    assert calls == [0.0, 0.01, 0.02, 0.03, 0.04]
+
+
+def test_call_later_same_delay_runs_in_scheduling_order(loop):
+    calls = []
+    for i in range(200):
+        loop.call_later(0.01, calls.append, i)
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert calls == list(range(200))
+
+
+def test_call_at_two_equal_deadlines_run_in_scheduling_order(loop):
+    calls = []
+    when = loop.time() + 0.01
+    loop.call_at(when, calls.append, "first")
+    loop.call_at(when, calls.append, "second")
+    loop.call_at(when + 0.02, loop.stop)
+    loop.run_forever()
+    assert calls == ["first", "second"]
+
+
+@pytest.mark.oxloop_only("asyncio's timer heap is not stable: 3+ equal deadlines run in any order")
+def test_call_at_many_equal_deadlines_run_in_scheduling_order(loop):
+    calls = []
+    when = loop.time() + 0.01
+    for i in range(50):
+        loop.call_at(when, calls.append, i)
+    loop.call_at(when + 0.02, loop.stop)
+    loop.run_forever()
+    assert calls == list(range(50))
+
+
+def test_call_later_with_args_and_negative_delay(loop):
+    calls = []
+    loop.call_later(-1, calls.append, "negative delay runs asap")
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert calls == ["negative delay runs asap"]
+
+
+def test_timer_does_not_fire_before_its_deadline(loop):
+    fired = []
+    h = loop.call_later(0.05, lambda: fired.append(loop.time()))
+    loop.call_later(0.1, loop.stop)
+    loop.run_forever()
+    assert len(fired) == 1
+    assert fired[0] >= h.when() - 0.001
+
+
+def test_call_later_when_is_time_plus_delay(loop):
+    before = loop.time()
+    h = loop.call_later(10, lambda: None)
+    after = loop.time()
+    assert before + 10 <= h.when() <= after + 10 + 0.001
+    h.cancel()
+
+
+def test_call_at_when_is_exact(loop):
+    when = loop.time() + 12.345678
+    h = loop.call_at(when, lambda: None)
+    assert h.when() == when
+    h.cancel()
+
+
+def test_loop_time_is_monotonic_clock(loop):
+    t0 = time.monotonic()
+    lt = loop.time()
+    t1 = time.monotonic()
+    assert t0 - 0.001 <= lt <= t1 + 0.001
+
+
+def test_loop_time_inside_callback_is_monotonic_clock(loop):
+    seen = []
+
+    def cb():
+        t0 = time.monotonic()
+        lt = loop.time()
+        t1 = time.monotonic()
+        seen.append((t0, lt, t1))
+
+    loop.call_later(0.02, cb)
+    loop.call_later(0.03, loop.stop)
+    loop.run_forever()
+    ((t0, lt, t1),) = seen
+    assert t0 - 0.001 <= lt <= t1 + 0.001
+
+
+# --- contextvars ---------------------------------------------------------------------------
+
+
+@needs_get_context
+def test_handle_get_context_returns_given_context(loop):
+    ctx = contextvars.copy_context()
+    h = loop.call_soon(lambda: None, context=ctx)
+    assert h.get_context() is ctx
+    th = loop.call_later(1, lambda: None, context=ctx)
+    assert th.get_context() is ctx
+    th.cancel()
+
+
+def test_callback_runs_in_given_context(loop):
+    ctx = contextvars.Context()
+    ctx.run(VAR.set, "in ctx")
+    seen = []
+
+    def cb():
+        seen.append(VAR.get())
+        VAR.set("changed inside")
+
+    loop.call_soon(cb, context=ctx)
+    loop.call_later(0.001, cb, context=ctx)
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert seen == ["in ctx", "changed inside"]
+    assert ctx[VAR] == "changed inside"
+    assert VAR.get() == "unset"
+
+
+def test_default_context_is_a_copy_taken_at_call_soon_time(loop):
+    seen = []
+
+    def cb():
+        seen.append(VAR.get())
+        VAR.set("set inside callback")
+
+    token = VAR.set("before")
+    try:
+        loop.call_soon(cb)
+        VAR.set("after")
+        loop.call_soon(cb)
+        run_one_round(loop)
+        assert seen == ["before", "after"]  # each saw its own copy, untouched by the other
+        assert VAR.get() == "after"  # the callbacks' changes did not leak out
+    finally:
+        VAR.reset(token)
+
+
+@needs_get_context
+def test_handle_get_context_default_is_copy_taken_at_call_soon_time(loop):
+    token = VAR.set("before")
+    try:
+        h = loop.call_soon(VAR.set, "set inside callback")
+        assert h.get_context()[VAR] == "before"
+        VAR.set("after")
+        assert h.get_context()[VAR] == "before"
+        run_one_round(loop)
+        assert h.get_context()[VAR] == "set inside callback"
+        assert VAR.get() == "after"
+    finally:
+        VAR.reset(token)
+
+
+def test_call_later_default_context_is_a_copy_taken_at_scheduling_time(loop):
+    seen = []
+    token = VAR.set("at call_later")
+    try:
+        loop.call_later(0.001, lambda: seen.append(VAR.get()))
+        VAR.set("later")
+        loop.call_later(0.02, loop.stop)
+        loop.run_forever()
+    finally:
+        VAR.reset(token)
+    assert seen == ["at call_later"]
+
+
+def test_task_with_context_argument_runs_in_that_context(loop):
+    ctx = contextvars.Context()
+    ctx.run(VAR.set, "task ctx")
+
+    async def child():
+        before = VAR.get()
+        VAR.set("set by task")
+        await asyncio.sleep(0)
+        return before, VAR.get()
+
+    async def main():
+        return await loop.create_task(child(), context=ctx)
+
+    assert loop.run_until_complete(main()) == ("task ctx", "set by task")
+    assert ctx[VAR] == "set by task"
+
+
+def test_task_default_context_is_copy_and_changes_do_not_leak(loop):
+    async def child():
+        seen = VAR.get()
+        VAR.set("child change")
+        return seen
+
+    async def main():
+        VAR.set("parent value")
+        task = asyncio.create_task(child())
+        VAR.set("parent changed after create_task")
+        seen = await task
+        return seen, VAR.get()
+
+    assert loop.run_until_complete(main()) == ("parent value", "parent changed after create_task")
+
+
+# --- exceptions in callbacks ------------------------------------------------------------------
+
+
+def test_callback_exception_goes_to_exception_handler_and_next_callback_runs(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append((lp, ctx)))
+    exc = ValueError("boom")
+    calls = []
+
+    def bad():
+        raise exc
+
+    handle = loop.call_soon(bad)
+    loop.call_soon(calls.append, "next")
+    run_one_round(loop)
+
+    assert calls == ["next"]
+    assert len(contexts) == 1
+    lp, ctx = contexts[0]
+    assert lp is loop
+    assert ctx["message"].startswith("Exception in callback")
+    assert ctx["exception"] is exc
+    assert ctx["handle"] is handle
+
+
+def test_timer_callback_exception_goes_to_exception_handler(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    calls = []
+
+    def bad():
+        raise KeyError("timer")
+
+    loop.call_later(0.001, bad)
+    loop.call_later(0.002, calls.append, "after")
+    loop.call_later(0.03, loop.stop)
+    loop.run_forever()
+    assert calls == ["after"]
+    assert [type(c["exception"]) for c in contexts] == [KeyError]
+    assert contexts[0]["message"].startswith("Exception in callback")
+
+
+def test_callback_exception_without_handler_is_logged(loop, caplog):
+    def bad():
+        raise ZeroDivisionError("logged")
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(bad)
+        run_one_round(loop)
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].getMessage().startswith("Exception in callback")
+    assert isinstance(records[0].exc_info[1], ZeroDivisionError)
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_base_exceptions_propagate_out_of_run_forever(loop, exc_type):
+    calls = []
+
+    def bad():
+        raise exc_type()
+
+    loop.call_soon(bad)
+    loop.call_soon(calls.append, "after")
+    with pytest.raises(exc_type):
+        loop.run_forever()
+    assert not loop.is_running()
+    # The loop is usable again, and the callback after the raising one was not lost.
+    run_one_round(loop)
+    assert calls == ["after"]
+    assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_base_exceptions_propagate_out_of_run_until_complete(loop, exc_type):
+    def bad():
+        raise exc_type()
+
+    fut = loop.create_future()
+    loop.call_soon(bad)
+    with pytest.raises(exc_type):
+        loop.run_until_complete(fut)
+    assert not loop.is_running()
+    loop.call_soon(fut.set_result, 7)
+    assert loop.run_until_complete(fut) == 7
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_base_exception_in_callback_does_not_reach_exception_handler(loop, exc_type):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    def bad():
+        raise exc_type()
+
+    loop.call_soon(bad)
+    with pytest.raises(exc_type):
+        run_one_round(loop)
+    assert contexts == []
+
+
+# --- exception handler API -------------------------------------------------------------------
+
+
+def test_get_exception_handler(loop):
+    assert loop.get_exception_handler() is None
+
+    def handler(lp, ctx):
+        pass
+
+    loop.set_exception_handler(handler)
+    assert loop.get_exception_handler() is handler
+    loop.set_exception_handler(None)
+    assert loop.get_exception_handler() is None
+
+
+@pytest.mark.parametrize("bad", [1, "handler", object()])
+def test_set_exception_handler_non_callable_raises_type_error(loop, bad):
+    with pytest.raises(TypeError):
+        loop.set_exception_handler(bad)
+    assert loop.get_exception_handler() is None
+
+
+def test_call_exception_handler_calls_custom_handler(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append((lp, ctx)))
+    context = {"message": "custom", "exception": RuntimeError("x")}
+    loop.call_exception_handler(context)
+    assert len(seen) == 1
+    assert seen[0][0] is loop
+    assert seen[0][1]["message"] == "custom"
+    assert seen[0][1]["exception"] is context["exception"]
+
+
+def test_exception_handler_that_raises_falls_back_to_default_handler(loop, caplog):
+    err = RuntimeError("handler broke")
+
+    def handler(lp, ctx):
+        raise err
+
+    loop.set_exception_handler(handler)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_exception_handler({"message": "original problem"})
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.ERROR
+    assert "Unhandled error in exception handler" in records[0].getMessage()
+    assert "original problem" in records[0].getMessage()
+    assert records[0].exc_info[1] is err
+
+
+def test_call_exception_handler_without_handler_logs(loop, caplog):
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_exception_handler({"message": "something went wrong"})
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.ERROR
+    assert records[0].getMessage().startswith("something went wrong")
+
+
+def test_default_exception_handler_logs_message_and_exception(loop, caplog):
+    exc = ValueError("the exception")
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.default_exception_handler({"message": "default handler msg", "exception": exc})
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.ERROR
+    assert records[0].getMessage().startswith("default handler msg")
+    assert records[0].exc_info[1] is exc
+
+
+def test_default_exception_handler_without_message(loop, caplog):
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.default_exception_handler({})
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].getMessage().startswith("Unhandled exception in event loop")
+
+
+def test_custom_handler_can_delegate_to_default(loop, caplog):
+    def handler(lp, ctx):
+        lp.default_exception_handler(ctx)
+
+    loop.set_exception_handler(handler)
+
+    def bad():
+        raise OSError("delegated")
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(bad)
+        run_one_round(loop)
+    records = [r for r in caplog.records if r.name == "asyncio"]
+    assert len(records) == 1
+    assert records[0].getMessage().startswith("Exception in callback")
+    assert isinstance(records[0].exc_info[1], OSError)

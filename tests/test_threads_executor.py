@@ -1,0 +1,271 @@
+"""Threads and executors: call_soon_threadsafe (waking an idle loop, many concurrent producers),
+run_in_executor (default and custom executors, results, exceptions), shutdown_default_executor,
+asyncio.to_thread and asyncio.run_coroutine_threadsafe.
+"""
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.timeout(30)
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+# --- call_soon_threadsafe -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_call_soon_threadsafe_wakes_idle_loop(loop):
+    # Nothing scheduled: the loop blocks in its poller with no timeout until the thread calls in.
+    fut = loop.create_future()
+
+    def later():
+        time.sleep(0.2)
+        loop.call_soon_threadsafe(fut.set_result, 1)
+
+    t = threading.Thread(target=later)
+    t0 = time.monotonic()
+    t.start()
+    try:
+        assert loop.run_until_complete(fut) == 1
+    finally:
+        t.join()
+    elapsed = time.monotonic() - t0
+    assert 0.15 <= elapsed < 1.5
+
+
+@pytest.mark.timeout(10)
+def test_call_soon_threadsafe_wakes_loop_waiting_on_a_far_timer(loop):
+    fut = loop.create_future()
+    far = loop.call_later(60, lambda: None)
+
+    def later():
+        time.sleep(0.1)
+        loop.call_soon_threadsafe(fut.set_result, "woken")
+
+    t = threading.Thread(target=later)
+    t0 = time.monotonic()
+    t.start()
+    try:
+        assert loop.run_until_complete(fut) == "woken"
+    finally:
+        t.join()
+        far.cancel()
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_call_soon_threadsafe_passes_args_and_context(loop):
+    ctx = contextvars.Context()
+    ctx.run(VAR.set, "thread ctx")
+    fut = loop.create_future()
+
+    def cb(a, b):
+        fut.set_result((a, b, VAR.get()))
+
+    t = threading.Thread(target=lambda: loop.call_soon_threadsafe(cb, 1, 2, context=ctx))
+    t.start()
+    try:
+        assert loop.run_until_complete(fut) == (1, 2, "thread ctx")
+    finally:
+        t.join()
+
+
+@pytest.mark.timeout(60)
+def test_call_soon_threadsafe_from_many_busy_threads(loop):
+    n_threads, per_thread = 4, 2500
+    total = n_threads * per_thread
+    received = []
+    done = loop.create_future()
+    barrier = threading.Barrier(n_threads)
+
+    def record(tid, i):
+        received.append((tid, i))
+        if len(received) == total:
+            done.set_result(None)
+
+    def producer(tid):
+        barrier.wait()
+        for i in range(per_thread):
+            loop.call_soon_threadsafe(record, tid, i)
+
+    threads = [threading.Thread(target=producer, args=(tid,)) for tid in range(n_threads)]
+    loop.call_soon(lambda: [t.start() for t in threads])  # producers race with the running loop
+    try:
+        loop.run_until_complete(asyncio.wait_for(done, 30))
+    finally:
+        for t in threads:
+            t.join()
+    assert len(received) == total
+    for tid in range(n_threads):
+        assert [i for t, i in received if t == tid] == list(range(per_thread))
+
+
+# --- run_in_executor ------------------------------------------------------------------------
+
+
+def test_run_in_executor_default_returns_result_from_other_thread(loop):
+    main_thread = threading.get_ident()
+
+    def work(a, b):
+        return a + b, threading.get_ident()
+
+    result, ident = loop.run_until_complete(loop.run_in_executor(None, work, 2, 3))
+    assert result == 5
+    assert ident != main_thread
+
+
+def test_run_in_executor_returns_asyncio_future(loop):
+    fut = loop.run_in_executor(None, lambda: "x")
+    assert isinstance(fut, asyncio.Future)
+    assert fut.get_loop() is loop
+    assert loop.run_until_complete(fut) == "x"
+
+
+def test_run_in_executor_propagates_exception(loop):
+    err = ValueError("in executor")
+
+    def work():
+        raise err
+
+    with pytest.raises(ValueError) as info:
+        loop.run_until_complete(loop.run_in_executor(None, work))
+    assert info.value is err
+
+
+def test_run_in_executor_many_concurrent_calls(loop):
+    async def main():
+        futs = [loop.run_in_executor(None, pow, i, 2) for i in range(200)]
+        return await asyncio.gather(*futs)
+
+    assert loop.run_until_complete(main()) == [i * i for i in range(200)]
+
+
+def test_set_default_executor_is_used(loop):
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="oxtest")
+    try:
+        loop.set_default_executor(executor)
+        name = loop.run_until_complete(
+            loop.run_in_executor(None, lambda: threading.current_thread().name)
+        )
+        assert name.startswith("oxtest")
+    finally:
+        executor.shutdown(wait=True)
+
+
+def test_run_in_explicit_executor(loop):
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="explicit") as executor:
+        name = loop.run_until_complete(
+            loop.run_in_executor(executor, lambda: threading.current_thread().name)
+        )
+    assert name.startswith("explicit")
+
+
+def test_shutdown_default_executor_joins_threads(loop):
+    threads = set()
+
+    def work():
+        threads.add(threading.current_thread())
+        time.sleep(0.01)
+
+    async def main():
+        await asyncio.gather(*(loop.run_in_executor(None, work) for _ in range(8)))
+        await loop.shutdown_default_executor()
+
+    loop.run_until_complete(main())
+    assert threads
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_run_in_executor_after_shutdown_default_executor_raises(loop):
+    loop.run_until_complete(loop.run_in_executor(None, lambda: None))
+    loop.run_until_complete(loop.shutdown_default_executor())
+    with pytest.raises(RuntimeError):
+        loop.run_in_executor(None, lambda: None)
+
+
+def test_shutdown_default_executor_without_executor_is_fine(loop):
+    loop.run_until_complete(loop.shutdown_default_executor())
+    with pytest.raises(RuntimeError):
+        loop.run_in_executor(None, lambda: None)
+
+
+# --- to_thread / run_coroutine_threadsafe ----------------------------------------------------
+
+
+def test_to_thread_runs_in_other_thread_with_context(loop):
+    main_thread = threading.get_ident()
+
+    def work(x):
+        return x * 2, threading.get_ident(), VAR.get()
+
+    async def main():
+        VAR.set("copied to thread")
+        return await asyncio.to_thread(work, 21)
+
+    value, ident, var = loop.run_until_complete(main())
+    assert value == 42
+    assert ident != main_thread
+    assert var == "copied to thread"
+
+
+def test_to_thread_propagates_exception(loop):
+    def work():
+        raise KeyError("to_thread")
+
+    async def main():
+        await asyncio.to_thread(work)
+
+    with pytest.raises(KeyError, match="to_thread"):
+        loop.run_until_complete(main())
+
+
+def test_run_coroutine_threadsafe_from_another_thread(loop):
+    async def on_loop(x):
+        await asyncio.sleep(0.01)
+        return x + 1, asyncio.get_running_loop()
+
+    results = []
+
+    def submitter():
+        fut = asyncio.run_coroutine_threadsafe(on_loop(1), loop)
+        results.append(fut.result(timeout=10))
+
+    async def main():
+        t = threading.Thread(target=submitter)
+        t.start()
+        while t.is_alive():
+            await asyncio.sleep(0.01)
+        t.join()
+
+    loop.run_until_complete(main())
+    assert results == [(2, loop)]
+
+
+def test_run_coroutine_threadsafe_to_loop_running_in_thread(loop):
+    ready = threading.Event()
+    loop.call_soon(ready.set)
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    try:
+        assert ready.wait(10)
+
+        async def on_loop():
+            await asyncio.sleep(0.01)
+            return threading.current_thread() is runner
+
+        assert asyncio.run_coroutine_threadsafe(on_loop(), loop).result(timeout=10) is True
+
+        async def failing():
+            raise ArithmeticError("remote")
+
+        with pytest.raises(ArithmeticError, match="remote"):
+            asyncio.run_coroutine_threadsafe(failing(), loop).result(timeout=10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+    assert not runner.is_alive()
