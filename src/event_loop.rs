@@ -28,6 +28,7 @@ use crate::gil_cell::GilCell;
 use crate::handles::{CallbackSlot, FailedCallback, Handle, TimerHandle, new_untracked};
 use crate::poller::{EventBuffer, Interest, Poller, Readiness};
 use crate::stats::LoopStats;
+use crate::stream::{READ_SIZE, StreamTransport};
 use crate::timers::TimerHeap;
 
 /// asyncio's default for `slow_callback_duration`.
@@ -43,14 +44,18 @@ enum Ready {
     Timer(Py<TimerHandle>),
     /// A reader or writer whose fd is ready: stays registered, runs on every event.
     Io(Py<Handle>),
+    /// A stream transport whose socket is ready for reading or writing.
+    Stream(Py<StreamTransport>, Side),
 }
 
 impl Ready {
+    /// The callback slot of a handle; None for a transport.
     #[inline]
-    fn slot(&self) -> &CallbackSlot {
+    fn slot(&self) -> Option<&CallbackSlot> {
         match self {
-            Ready::Soon(h) | Ready::Io(h) => &h.get().slot,
-            Ready::Timer(t) => &t.get().slot,
+            Ready::Soon(h) | Ready::Io(h) => Some(&h.get().slot),
+            Ready::Timer(t) => Some(&t.get().slot),
+            Ready::Stream(..) => None,
         }
     }
 
@@ -58,6 +63,7 @@ impl Ready {
         match self {
             Ready::Soon(h) | Ready::Io(h) => h.clone_ref(py).into_any(),
             Ready::Timer(t) => t.clone_ref(py).into_any(),
+            Ready::Stream(t, _) => t.clone_ref(py).into_any(),
         }
     }
 
@@ -65,26 +71,36 @@ impl Ready {
     #[inline]
     fn run(&self, py: Python<'_>) -> Result<(), (PyErr, Option<FailedCallback>)> {
         match self {
-            Ready::Io(_) => self.slot().run_again(py).map_err(|err| (err, None)),
-            _ => self
-                .slot()
-                .run_once(py)
-                .map_err(|(err, callback)| (err, Some(callback))),
+            Ready::Io(h) => h.get().slot.run_again(py).map_err(|err| (err, None)),
+            Ready::Soon(h) => h.get().slot.run_once(py).map_err(|(e, cb)| (e, Some(cb))),
+            Ready::Timer(t) => t.get().slot.run_once(py).map_err(|(e, cb)| (e, Some(cb))),
+            Ready::Stream(t, side) => {
+                let t = t.bind(py);
+                match side {
+                    Side::Read => StreamTransport::on_readable(t),
+                    Side::Write => StreamTransport::on_writable(t),
+                }
+                .map_err(|err| (err, None))
+            }
         }
     }
 }
 
+/// What the loop runs when an fd is ready: `add_reader`/`add_writer` callbacks, and the
+/// stream transport that owns the fd (asyncio keeps the owner in `loop._transports`).
 #[derive(Default)]
 struct IoCallbacks {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
+    stream: Option<Py<StreamTransport>>,
+    stream_interest: Interest,
 }
 
 impl IoCallbacks {
     fn interest(&self) -> Interest {
         Interest {
-            read: self.reader.is_some(),
-            write: self.writer.is_some(),
+            read: self.reader.is_some() || self.stream_interest.read,
+            write: self.writer.is_some() || self.stream_interest.write,
         }
     }
 
@@ -97,7 +113,7 @@ impl IoCallbacks {
 }
 
 #[derive(Clone, Copy)]
-enum Side {
+pub enum Side {
     Read,
     Write,
 }
@@ -247,9 +263,115 @@ pub struct LoopCore {
     /// `pthread_self()` of the thread running the loop; 0 when not running.
     thread_id: AtomicU64,
     task_factory: GilCell<Option<Py<PyAny>>>,
+    /// Where stream transports read into before copying exactly what arrived into `bytes`.
+    read_buffer: GilCell<Vec<u8>>,
 }
 
 impl LoopCore {
+    /// Runs `f` on the loop's reusable read buffer (allocated on the first read).
+    pub(crate) fn with_read_buffer<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> PyResult<R> {
+        self.read_buffer.with(py, |buf| {
+            if buf.len() < READ_SIZE {
+                buf.resize(READ_SIZE, 0);
+            }
+            f(&mut buf[..])
+        })
+    }
+
+    /// Records `transport` as the owner of `fd` (asyncio's `loop._transports[fd]`).
+    pub(crate) fn attach_stream(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        transport: &Py<StreamTransport>,
+    ) -> PyResult<()> {
+        self.check_closed()?;
+        let previous = self.io.with(py, |io| {
+            io.entry(fd).stream.replace(transport.clone_ref(py))
+        })?;
+        drop(previous);
+        Ok(())
+    }
+
+    /// Sets what the poller watches `fd` for on behalf of its stream transport.
+    pub(crate) fn set_stream_interest(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        transport: &Py<StreamTransport>,
+        wanted: Interest,
+    ) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let change = self.io.with(py, |io| {
+            let entry = io.entry(fd);
+            if !entry.stream.as_ref().is_some_and(|s| s.is(transport)) {
+                return None;
+            }
+            let before = entry.interest();
+            entry.stream_interest = wanted;
+            let after = entry.interest();
+            io.count_change(before, after);
+            Some((before, after))
+        })?;
+        if let Some((before, after)) = change
+            && before != after
+        {
+            self.poller.update(fd, before, after)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets `transport` as the owner of `fd` and stops watching it for the transport.
+    pub(crate) fn detach_stream(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        transport: &Py<StreamTransport>,
+    ) -> PyResult<()> {
+        self.set_stream_interest(py, fd, transport, Interest::default())?;
+        let released = self.io.with(py, |io| {
+            let entry = io.entry(fd);
+            if entry.stream.as_ref().is_some_and(|s| s.is(transport)) {
+                entry.stream.take()
+            } else {
+                None
+            }
+        })?;
+        drop(released);
+        Ok(())
+    }
+
+    /// asyncio's `_ensure_fd_no_transport`: an fd owned by an open transport is off limits.
+    fn ensure_fd_no_transport(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        shown: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let owner = self.io.with(py, |io| {
+            io.get(fd)
+                .and_then(|entry| entry.stream.as_ref().map(|s| s.clone_ref(py)))
+        })?;
+        let Some(owner) = owner else {
+            return Ok(());
+        };
+        let transport = owner.getattr(py, "_transport")?;
+        if transport.is_none(py) || transport.call_method0(py, "is_closing")?.is_truthy(py)? {
+            return Ok(());
+        }
+        Err(PyRuntimeError::new_err(format!(
+            "File descriptor {} is used by transport {}",
+            shown.repr()?,
+            transport.bind(py).repr()?
+        )))
+    }
+
     #[inline]
     fn check_closed(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
@@ -348,7 +470,9 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let fd = fileobj_to_fd(fd)?;
+        let fd_number = fileobj_to_fd(fd)?;
+        this.ensure_fd_no_transport(py, fd_number, fd)?;
+        let fd = fd_number;
         let method = match side {
             Side::Read => "add_reader",
             Side::Write => "add_writer",
@@ -384,7 +508,9 @@ impl LoopCore {
         if this.closed.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let fd = fileobj_to_fd(fd)?;
+        let fd_number = fileobj_to_fd(fd)?;
+        this.ensure_fd_no_transport(py, fd_number, fd)?;
+        let fd = fd_number;
         let change = this.io.with(py, |io| {
             let entry = io.entry(fd);
             let before = entry.interest();
@@ -461,6 +587,14 @@ impl LoopCore {
                     if let (true, Some(writer)) = (event.writable, &entry.writer) {
                         queue.push_back(Ready::Io(writer.clone_ref(py)));
                     }
+                    if let Some(stream) = &entry.stream {
+                        if event.readable && entry.stream_interest.read {
+                            queue.push_back(Ready::Stream(stream.clone_ref(py), Side::Read));
+                        }
+                        if event.writable && entry.stream_interest.write {
+                            queue.push_back(Ready::Stream(stream.clone_ref(py), Side::Write));
+                        }
+                    }
                 }
             })
         })?
@@ -495,28 +629,28 @@ impl LoopCore {
             let Some(item) = self.ready.with(py, VecDeque::pop_front)? else {
                 break;
             };
-            let slot = item.slot();
-            if slot.is_cancelled() {
+            if item.slot().is_some_and(CallbackSlot::is_cancelled) {
                 continue;
             }
             self.stats
                 .callback_started_ns
                 .store(clock::coarse_nanos(), Ordering::Relaxed);
-            let result = if self.debug.load(Ordering::Relaxed) {
-                // Keep the callback through the run so a slow-callback report can name it.
-                let started = clock::monotonic();
-                let result = slot.run_again(py).map_err(|err| (err, None));
-                let took = clock::monotonic() - started;
-                if took >= f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed)) {
-                    slf.call_method1("_slow_callback", (item.to_object(py), took))?;
-                }
-                if !matches!(item, Ready::Io(_)) {
-                    slot.release(py)?;
-                }
-                result
-            } else {
-                item.run(py)
-            };
+            let result =
+                if let (true, Some(slot)) = (self.debug.load(Ordering::Relaxed), item.slot()) {
+                    // Keep the callback through the run so a slow-callback report can name it.
+                    let started = clock::monotonic();
+                    let result = slot.run_again(py).map_err(|err| (err, None));
+                    let took = clock::monotonic() - started;
+                    if took >= f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed)) {
+                        slf.call_method1("_slow_callback", (item.to_object(py), took))?;
+                    }
+                    if !matches!(item, Ready::Io(_)) {
+                        slot.release(py)?;
+                    }
+                    result
+                } else {
+                    item.run(py)
+                };
             self.stats.callback_started_ns.store(0, Ordering::Relaxed);
             LoopStats::add(&self.stats.callbacks_run, 1);
             if let Err((err, callback)) = result {
@@ -648,6 +782,7 @@ impl LoopCore {
             slow_callback_duration: AtomicU64::new(DEFAULT_SLOW_CALLBACK_SECS.to_bits()),
             thread_id: AtomicU64::new(0),
             task_factory: GilCell::new(None),
+            read_buffer: GilCell::new(Vec::new()),
         })
     }
 

@@ -36,4 +36,17 @@ impl<T> GilCell<T> {
             )),
         }
     }
+
+    /// A shared look at the value without a `Python` token, for the cycle collector's
+    /// `__traverse__` (which runs with the GIL held but may not use the Python API). None if
+    /// the value is borrowed right now; the collector then keeps what it could not see.
+    pub fn peek(&self) -> Option<std::cell::Ref<'_, T>> {
+        self.0.try_borrow().ok()
+    }
+
+    /// A mutable look for `__clear__`, which the collector calls with the GIL held. The
+    /// caller moves Python references out and drops them after the borrow ends.
+    pub fn peek_mut(&self) -> Option<std::cell::RefMut<'_, T>> {
+        self.0.try_borrow_mut().ok()
+    }
 }

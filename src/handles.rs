@@ -39,6 +39,25 @@ pub struct CallbackSlot {
     source_traceback: Option<Py<PyAny>>,
 }
 
+/// Runs `f` with `context` (a `contextvars.Context`) entered, as `Context.run` does.
+#[inline]
+pub fn call_in_context<R>(
+    py: Python<'_>,
+    context: &Bound<'_, PyAny>,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    // SAFETY: GIL held; `context` is a live Context kept alive by the caller for the call.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = f();
+    // SAFETY: paired with the successful Enter above, on the same thread.
+    if unsafe { ffi::PyContext_Exit(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result
+}
+
 /// A copy of the calling thread's current context, as asyncio takes for `context=None`.
 pub fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
     // SAFETY: called with the GIL held; returns a new reference or NULL with an exception set.

@@ -9,6 +9,7 @@ mod gil_cell;
 mod handles;
 mod poller;
 mod stats;
+mod stream;
 mod timers;
 
 use pyo3::prelude::*;
@@ -20,5 +21,6 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<stream::StreamTransport>()?;
     Ok(())
 }

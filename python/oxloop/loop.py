@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _oxloop
+from .network import NetworkMixin
 
 __all__ = ["Loop"]
 
@@ -37,13 +38,24 @@ logger = logging.getLogger("asyncio")
 # asyncio.constants.DEBUG_STACK_DEPTH: frames kept for coroutine origins and source tracebacks.
 _DEBUG_STACK_DEPTH = 10
 
-_NETWORKING = (
-    "getaddrinfo getnameinfo create_connection create_server sendfile start_tls "
-    "create_unix_connection create_unix_server create_datagram_endpoint "
-    "connect_accepted_socket connect_read_pipe connect_write_pipe subprocess_shell "
-    "subprocess_exec sock_recv sock_recv_into sock_recvfrom sock_recvfrom_into sock_sendall "
-    "sock_sendto sock_connect sock_accept sock_sendfile"
-).split()
+_NETWORKING = [
+    "getaddrinfo",
+    "getnameinfo",
+    "create_datagram_endpoint",
+    "connect_read_pipe",
+    "connect_write_pipe",
+    "subprocess_shell",
+    "subprocess_exec",
+    "sock_recv",
+    "sock_recv_into",
+    "sock_recvfrom",
+    "sock_recvfrom_into",
+    "sock_sendall",
+    "sock_sendto",
+    "sock_connect",
+    "sock_accept",
+    "sock_sendfile",
+]
 
 
 def _debug_requested_by_environment() -> bool:
@@ -74,7 +86,7 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     """The Python-level handler for signals the loop handles through the wakeup fd."""
 
 
-class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
+class Loop(_oxloop.LoopCore, NetworkMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop whose per-callback work runs in Rust."""
 
     # Timers due within this much of "now" run in the current iteration (as stock asyncio).
@@ -207,6 +219,18 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
     def _callback_failed(
         self, handle: Any, exc: BaseException, func: Any = None, args: Any = None
     ) -> None:
+        if isinstance(handle, _oxloop.StreamTransport):
+            # An error escaped a transport's read or write path (the protocol's own errors
+            # are handled there): report it with the transport, as asyncio reports its
+            # `_read_ready` handle.
+            self.call_exception_handler(
+                {
+                    "message": f"Exception in I/O callback of {handle._transport!r}",
+                    "exception": exc,
+                    "transport": handle._transport,
+                }
+            )
+            return
         # One-shot handles let go of their callback before running it: the core passes it.
         if func is None:
             func, args = handle._callback, handle._args

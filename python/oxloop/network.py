@@ -1,0 +1,220 @@
+"""Connections and servers: `create_connection`, `create_server`, the Unix variants,
+`connect_accepted_socket`, `start_tls`, `sendfile`.
+
+Everything here runs once per connection or once per server. The orchestration (address
+resolution, happy eyeballs, socket options, the `asyncio.Server` object) is asyncio's own code:
+its methods are pure logic over a few loop hooks, so this mixin takes them as they are and
+provides the hooks, which make oxloop's transports (`transports.SocketTransport`) and accept
+connections. Reusing them keeps every argument check, error message and corner case identical
+to stock asyncio instead of re-implementing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from asyncio import base_events, constants, selector_events, sslproto, trsock, unix_events
+from typing import Any
+
+from .transports import SocketTransport
+
+__all__ = ["NetworkMixin"]
+
+logger = asyncio.log.logger
+
+_BaseLoop = base_events.BaseEventLoop
+_SelectorLoop = selector_events.BaseSelectorEventLoop
+_UnixLoop = unix_events._UnixSelectorEventLoop
+
+# accept() failures that mean "out of resources for now": stop accepting for a moment.
+_ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class NetworkMixin:
+    """The connection and server methods of the loop, on top of oxloop's transports."""
+
+    # asyncio's orchestration, used unchanged (see the module doc).
+    create_connection = _BaseLoop.create_connection
+    _connect_sock = _BaseLoop._connect_sock
+    create_server = _BaseLoop.create_server
+    _create_server_getaddrinfo = _BaseLoop._create_server_getaddrinfo
+    connect_accepted_socket = _BaseLoop.connect_accepted_socket
+    _create_connection_transport = _BaseLoop._create_connection_transport
+    start_tls = _BaseLoop.start_tls
+    sendfile = _BaseLoop.sendfile
+    _sendfile_fallback = _BaseLoop._sendfile_fallback
+    create_unix_connection = _UnixLoop.create_unix_connection
+    create_unix_server = _UnixLoop.create_unix_server
+    _accept_connection2 = _SelectorLoop._accept_connection2
+
+    @property
+    def _debug(self) -> bool:
+        return self.get_debug()
+
+    # -- transports -------------------------------------------------------------------------
+
+    def _make_socket_transport(
+        self,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+    ) -> SocketTransport:
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(
+        self,
+        rawsock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: Any,
+        waiter: asyncio.Future | None = None,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+    ) -> asyncio.Transport:
+        # TLS is the stdlib's SSLProtocol (a BufferedProtocol) over a plain socket transport.
+        ssl_protocol = sslproto.SSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    async def _sendfile_native(
+        self, transport: Any, file: Any, offset: int, count: int | None
+    ) -> int:
+        # The transport's buffer must be empty and its reads paused while the kernel sends
+        # the file straight from the page cache on its socket.
+        resume_reading = transport.is_reading()
+        transport.pause_reading()
+        await transport._make_empty_waiter()
+        try:
+            return await self.sock_sendfile(transport._sock, file, offset, count, fallback=False)
+        finally:
+            transport._reset_empty_waiter()
+            if resume_reading:
+                transport.resume_reading()
+
+    # -- servers: the hooks asyncio.Server calls ------------------------------------------
+
+    def _start_serving(
+        self,
+        protocol_factory: Any,
+        sock: socket.socket,
+        sslcontext: Any = None,
+        server: Any = None,
+        backlog: int = 100,
+        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        self.add_reader(
+            sock.fileno(),
+            self._accept_connection,
+            protocol_factory,
+            sock,
+            sslcontext,
+            server,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+        )
+
+    def _stop_serving(self, sock: socket.socket) -> None:
+        self.remove_reader(sock.fileno())
+        sock.close()
+
+    def _accept_connection(
+        self,
+        protocol_factory: Any,
+        sock: socket.socket,
+        sslcontext: Any = None,
+        server: Any = None,
+        backlog: int = 100,
+        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        # Several connections may wait behind one readiness event: take up to `backlog`.
+        for _ in range(backlog):
+            try:
+                conn, addr = sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
+                    raise  # reported by the loop as a failed callback; the server stays up
+                # The listening socket stays readable while the process is out of fds: stop
+                # watching it for a moment instead of spinning, as asyncio does.
+                self.call_exception_handler(
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": exc,
+                        "socket": trsock.TransportSocket(sock),
+                    }
+                )
+                self.remove_reader(sock.fileno())
+                self.call_later(
+                    constants.ACCEPT_RETRY_DELAY,
+                    self._start_serving,
+                    protocol_factory,
+                    sock,
+                    sslcontext,
+                    server,
+                    backlog,
+                    ssl_handshake_timeout,
+                    ssl_shutdown_timeout,
+                )
+                return
+            if self._debug:
+                logger.debug("%r got a new connection from %r: %r", server, addr, conn)
+            extra = {"peername": addr}
+            if sslcontext:
+                # The TLS handshake needs a task to wait in, as on stock asyncio.
+                self.create_task(
+                    self._accept_connection2(
+                        protocol_factory,
+                        conn,
+                        extra,
+                        sslcontext,
+                        server,
+                        ssl_handshake_timeout,
+                        ssl_shutdown_timeout,
+                    )
+                )
+            else:
+                # DEVIATION: no task per plain connection (asyncio makes one to await a waiter
+                # nobody else sees); connection_made runs one iteration sooner, as on uvloop.
+                self._accept_plain(protocol_factory, conn, extra, server)
+
+    def _accept_plain(
+        self, protocol_factory: Any, conn: socket.socket, extra: dict[str, Any], server: Any
+    ) -> None:
+        protocol = None
+        try:
+            protocol = protocol_factory()
+            self._make_socket_transport(conn, protocol, extra=extra, server=server)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            conn.close()
+            if self._debug:
+                context = {
+                    "message": "Error on transport creation for incoming connection",
+                    "exception": exc,
+                }
+                if protocol is not None:
+                    context["protocol"] = protocol
+                self.call_exception_handler(context)

@@ -1,0 +1,197 @@
+"""Socket transports: the `asyncio.Transport` objects protocols see.
+
+A `SocketTransport` is a real `asyncio.Transport` (libraries and CPython's tests check
+`isinstance`). The work paid per read and per write happens in its Rust half,
+`_oxloop.StreamTransport` (see `src/stream.rs`); `write` and `writelines` are that half's
+methods, stored on the instance so a call reaches Rust without a Python frame. This class keeps
+what happens once per connection: extra info, `connection_lost`, closing the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import warnings
+from asyncio import constants, trsock
+from typing import Any
+
+from . import _oxloop
+
+__all__ = ["SocketTransport"]
+
+logger = asyncio.log.logger
+
+
+def _set_nodelay(sock: socket.socket) -> None:
+    # asyncio disables Nagle on TCP sockets: small writes go out without waiting for an ACK.
+    if (
+        hasattr(socket, "TCP_NODELAY")
+        and sock.family in (socket.AF_INET, socket.AF_INET6)
+        and sock.type == socket.SOCK_STREAM
+        and sock.proto == socket.IPPROTO_TCP
+    ):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class SocketTransport(asyncio.Transport):
+    """A TCP or Unix stream socket transport with asyncio's semantics."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    # Read by `__del__`, which may run even if `__init__` failed half-way.
+    _sock: socket.socket | None = None
+
+    def __init__(
+        self,
+        loop: Any,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future | None = None,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+    ) -> None:
+        super().__init__(extra)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._loop = loop
+        self._sock_fd = sock.fileno()
+        core = _oxloop.StreamTransport.create(loop, sock, protocol, self)
+        self._sock = sock
+        self._core = core
+        self.write = core.write
+        self.writelines = core.writelines
+        self._server = server
+        if server is not None:
+            server._attach()
+        _set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, self)
+        # Reading starts only after connection_made(), and the waiter wakes after both.
+        loop.call_soon(core._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._core.is_closing():
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._sock is not None and self._loop is not None and not self._loop.is_closed():
+            reading, writing = self._core._polling()
+            info.append("read=polling" if reading else "read=idle")
+            state = "polling" if writing else "idle"
+            info.append(f"write=<{state}, bufsize={self._core.get_write_buffer_size()}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+    # -- the asyncio.Transport API (write/writelines are set per instance in __init__) ------
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._core.set_protocol(protocol)
+
+    def is_closing(self) -> bool:
+        return self._core.is_closing()
+
+    def is_reading(self) -> bool:
+        return self._core.is_reading()
+
+    def pause_reading(self) -> None:
+        if self._core.pause_reading() and self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._core.resume_reading() and self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def close(self) -> None:
+        self._core.close()
+
+    def abort(self) -> None:
+        self._core._force_close(None)
+
+    def write_eof(self) -> None:
+        self._core.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._core.set_write_buffer_limits(high, low)
+
+    # -- called by the Rust half ----------------------------------------------------------
+
+    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+        # A failing socket (reset, broken pipe) is the peer's doing: asyncio only logs it in
+        # debug mode. Anything else is a bug worth the exception handler.
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._core.get_protocol(),
+                }
+            )
+        self._core._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        self._core._force_close(exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        protocol = self._core.get_protocol()
+        try:
+            if protocol is not None:
+                protocol.connection_lost(exc)
+        finally:
+            waiter = self._core._take_empty_waiter()
+            # The fd leaves the loop before the socket closes, so the loop never watches a
+            # number the OS may already have handed to a new connection.
+            self._core._detach()
+            sock, self._sock = self._sock, None
+            if sock is not None:
+                sock.close()
+            self._loop = None
+            server, self._server = self._server, None
+            if server is not None:
+                server._detach()
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionError("Connection is closed by peer"))
+
+    # -- loop.sendfile() support (asyncio's selector loop protocol for it) ---------------
+
+    def _make_empty_waiter(self) -> asyncio.Future:
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self) -> None:
+        self._core._reset_empty_waiter()
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future, result: Any) -> None:
+    if not fut.cancelled():
+        fut.set_result(result)
