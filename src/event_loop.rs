@@ -28,8 +28,8 @@ use crate::gil_cell::GilCell;
 use crate::handles::{CallbackSlot, FailedCallback, Handle, TimerHandle, new_untracked};
 use crate::poller::{EventBuffer, Interest, Poller, Readiness};
 use crate::stats::LoopStats;
-use crate::stream::{READ_SIZE, StreamTransport};
 use crate::timers::TimerHeap;
+use crate::transport::{READ_SIZE, TransportCore};
 
 /// asyncio's default for `slow_callback_duration`.
 const DEFAULT_SLOW_CALLBACK_SECS: f64 = 0.1;
@@ -44,8 +44,8 @@ enum Ready {
     Timer(Py<TimerHandle>),
     /// A reader or writer whose fd is ready: stays registered, runs on every event.
     Io(Py<Handle>),
-    /// A stream transport whose socket is ready for reading or writing.
-    Stream(Py<StreamTransport>, Side),
+    /// A transport whose socket is ready for reading or writing.
+    Transport(Py<TransportCore>, Side),
 }
 
 impl Ready {
@@ -55,7 +55,7 @@ impl Ready {
         match self {
             Ready::Soon(h) | Ready::Io(h) => Some(&h.get().slot),
             Ready::Timer(t) => Some(&t.get().slot),
-            Ready::Stream(..) => None,
+            Ready::Transport(..) => None,
         }
     }
 
@@ -63,7 +63,7 @@ impl Ready {
         match self {
             Ready::Soon(h) | Ready::Io(h) => h.clone_ref(py).into_any(),
             Ready::Timer(t) => t.clone_ref(py).into_any(),
-            Ready::Stream(t, _) => t.clone_ref(py).into_any(),
+            Ready::Transport(t, _) => t.clone_ref(py).into_any(),
         }
     }
 
@@ -74,11 +74,11 @@ impl Ready {
             Ready::Io(h) => h.get().slot.run_again(py).map_err(|err| (err, None)),
             Ready::Soon(h) => h.get().slot.run_once(py).map_err(|(e, cb)| (e, Some(cb))),
             Ready::Timer(t) => t.get().slot.run_once(py).map_err(|(e, cb)| (e, Some(cb))),
-            Ready::Stream(t, side) => {
+            Ready::Transport(t, side) => {
                 let t = t.bind(py);
                 match side {
-                    Side::Read => StreamTransport::on_readable(t),
-                    Side::Write => StreamTransport::on_writable(t),
+                    Side::Read => TransportCore::on_readable(t),
+                    Side::Write => TransportCore::on_writable(t),
                 }
                 .map_err(|err| (err, None))
             }
@@ -87,20 +87,20 @@ impl Ready {
 }
 
 /// What the loop runs when an fd is ready: `add_reader`/`add_writer` callbacks, and the
-/// stream transport that owns the fd (asyncio keeps the owner in `loop._transports`).
+/// transport that owns the fd (asyncio keeps the owner in `loop._transports`).
 #[derive(Default)]
 struct IoCallbacks {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
-    stream: Option<Py<StreamTransport>>,
-    stream_interest: Interest,
+    transport: Option<Py<TransportCore>>,
+    transport_interest: Interest,
 }
 
 impl IoCallbacks {
     fn interest(&self) -> Interest {
         Interest {
-            read: self.reader.is_some() || self.stream_interest.read,
-            write: self.writer.is_some() || self.stream_interest.write,
+            read: self.reader.is_some() || self.transport_interest.read,
+            write: self.writer.is_some() || self.transport_interest.write,
         }
     }
 
@@ -263,7 +263,7 @@ pub struct LoopCore {
     /// `pthread_self()` of the thread running the loop; 0 when not running.
     thread_id: AtomicU64,
     task_factory: GilCell<Option<Py<PyAny>>>,
-    /// Where stream transports read into before copying exactly what arrived into `bytes`.
+    /// Where transports read into before copying exactly what arrived into `bytes`.
     read_buffer: GilCell<Vec<u8>>,
 }
 
@@ -283,26 +283,26 @@ impl LoopCore {
     }
 
     /// Records `transport` as the owner of `fd` (asyncio's `loop._transports[fd]`).
-    pub(crate) fn attach_stream(
+    pub(crate) fn attach_transport(
         &self,
         py: Python<'_>,
         fd: RawFd,
-        transport: &Py<StreamTransport>,
+        transport: &Py<TransportCore>,
     ) -> PyResult<()> {
         self.check_closed()?;
         let previous = self.io.with(py, |io| {
-            io.entry(fd).stream.replace(transport.clone_ref(py))
+            io.entry(fd).transport.replace(transport.clone_ref(py))
         })?;
         drop(previous);
         Ok(())
     }
 
-    /// Sets what the poller watches `fd` for on behalf of its stream transport.
-    pub(crate) fn set_stream_interest(
+    /// Sets what the poller watches `fd` for on behalf of its transport.
+    pub(crate) fn set_transport_interest(
         &self,
         py: Python<'_>,
         fd: RawFd,
-        transport: &Py<StreamTransport>,
+        transport: &Py<TransportCore>,
         wanted: Interest,
     ) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
@@ -310,11 +310,11 @@ impl LoopCore {
         }
         let change = self.io.with(py, |io| {
             let entry = io.entry(fd);
-            if !entry.stream.as_ref().is_some_and(|s| s.is(transport)) {
+            if !entry.transport.as_ref().is_some_and(|s| s.is(transport)) {
                 return None;
             }
             let before = entry.interest();
-            entry.stream_interest = wanted;
+            entry.transport_interest = wanted;
             let after = entry.interest();
             io.count_change(before, after);
             Some((before, after))
@@ -328,17 +328,17 @@ impl LoopCore {
     }
 
     /// Forgets `transport` as the owner of `fd` and stops watching it for the transport.
-    pub(crate) fn detach_stream(
+    pub(crate) fn detach_transport(
         &self,
         py: Python<'_>,
         fd: RawFd,
-        transport: &Py<StreamTransport>,
+        transport: &Py<TransportCore>,
     ) -> PyResult<()> {
-        self.set_stream_interest(py, fd, transport, Interest::default())?;
+        self.set_transport_interest(py, fd, transport, Interest::default())?;
         let released = self.io.with(py, |io| {
             let entry = io.entry(fd);
-            if entry.stream.as_ref().is_some_and(|s| s.is(transport)) {
-                entry.stream.take()
+            if entry.transport.as_ref().is_some_and(|s| s.is(transport)) {
+                entry.transport.take()
             } else {
                 None
             }
@@ -356,7 +356,7 @@ impl LoopCore {
     ) -> PyResult<()> {
         let owner = self.io.with(py, |io| {
             io.get(fd)
-                .and_then(|entry| entry.stream.as_ref().map(|s| s.clone_ref(py)))
+                .and_then(|entry| entry.transport.as_ref().map(|s| s.clone_ref(py)))
         })?;
         let Some(owner) = owner else {
             return Ok(());
@@ -587,12 +587,12 @@ impl LoopCore {
                     if let (true, Some(writer)) = (event.writable, &entry.writer) {
                         queue.push_back(Ready::Io(writer.clone_ref(py)));
                     }
-                    if let Some(stream) = &entry.stream {
-                        if event.readable && entry.stream_interest.read {
-                            queue.push_back(Ready::Stream(stream.clone_ref(py), Side::Read));
+                    if let Some(owner) = &entry.transport {
+                        if event.readable && entry.transport_interest.read {
+                            queue.push_back(Ready::Transport(owner.clone_ref(py), Side::Read));
                         }
-                        if event.writable && entry.stream_interest.write {
-                            queue.push_back(Ready::Stream(stream.clone_ref(py), Side::Write));
+                        if event.writable && entry.transport_interest.write {
+                            queue.push_back(Ready::Transport(owner.clone_ref(py), Side::Write));
                         }
                     }
                 }

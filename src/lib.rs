@@ -11,6 +11,8 @@ mod poller;
 mod stats;
 mod stream;
 mod timers;
+mod transport;
+mod udp;
 
 use pyo3::prelude::*;
 
@@ -21,6 +23,6 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
-    m.add_class::<stream::StreamTransport>()?;
+    m.add_class::<transport::TransportCore>()?;
     Ok(())
 }

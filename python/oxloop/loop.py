@@ -29,7 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _oxloop
+from .dns import DnsMixin
 from .network import NetworkMixin
+from .sock_ops import SocketOpsMixin
 
 __all__ = ["Loop"]
 
@@ -39,22 +41,10 @@ logger = logging.getLogger("asyncio")
 _DEBUG_STACK_DEPTH = 10
 
 _NETWORKING = [
-    "getaddrinfo",
-    "getnameinfo",
-    "create_datagram_endpoint",
     "connect_read_pipe",
     "connect_write_pipe",
     "subprocess_shell",
     "subprocess_exec",
-    "sock_recv",
-    "sock_recv_into",
-    "sock_recvfrom",
-    "sock_recvfrom_into",
-    "sock_sendall",
-    "sock_sendto",
-    "sock_connect",
-    "sock_accept",
-    "sock_sendfile",
 ]
 
 
@@ -86,7 +76,7 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     """The Python-level handler for signals the loop handles through the wakeup fd."""
 
 
-class Loop(_oxloop.LoopCore, NetworkMixin, asyncio.AbstractEventLoop):
+class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop whose per-callback work runs in Rust."""
 
     # Timers due within this much of "now" run in the current iteration (as stock asyncio).
@@ -219,7 +209,7 @@ class Loop(_oxloop.LoopCore, NetworkMixin, asyncio.AbstractEventLoop):
     def _callback_failed(
         self, handle: Any, exc: BaseException, func: Any = None, args: Any = None
     ) -> None:
-        if isinstance(handle, _oxloop.StreamTransport):
+        if isinstance(handle, _oxloop.TransportCore):
             # An error escaped a transport's read or write path (the protocol's own errors
             # are handled there): report it with the transport, as asyncio reports its
             # `_read_ready` handle.

@@ -1,5 +1,5 @@
 """Connections and servers: `create_connection`, `create_server`, the Unix variants,
-`connect_accepted_socket`, `start_tls`, `sendfile`.
+`create_datagram_endpoint`, `connect_accepted_socket`, `start_tls`, `sendfile`.
 
 Everything here runs once per connection or once per server. The orchestration (address
 resolution, happy eyeballs, socket options, the `asyncio.Server` object) is asyncio's own code:
@@ -17,7 +17,7 @@ import socket
 from asyncio import base_events, constants, selector_events, sslproto, trsock, unix_events
 from typing import Any
 
-from .transports import SocketTransport
+from .transports import DatagramTransport, SocketTransport
 
 __all__ = ["NetworkMixin"]
 
@@ -44,6 +44,7 @@ class NetworkMixin:
     start_tls = _BaseLoop.start_tls
     sendfile = _BaseLoop.sendfile
     _sendfile_fallback = _BaseLoop._sendfile_fallback
+    create_datagram_endpoint = _BaseLoop.create_datagram_endpoint
     create_unix_connection = _UnixLoop.create_unix_connection
     create_unix_server = _UnixLoop.create_unix_server
     _accept_connection2 = _SelectorLoop._accept_connection2
@@ -64,6 +65,16 @@ class NetworkMixin:
         server: Any = None,
     ) -> SocketTransport:
         return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(
+        self,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        address: Any = None,
+        waiter: asyncio.Future | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> DatagramTransport:
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     def _make_ssl_transport(
         self,

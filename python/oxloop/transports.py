@@ -1,10 +1,12 @@
-"""Socket transports: the `asyncio.Transport` objects protocols see.
+"""Socket transports: the `asyncio.Transport` and `asyncio.DatagramTransport` objects
+protocols see.
 
-A `SocketTransport` is a real `asyncio.Transport` (libraries and CPython's tests check
-`isinstance`). The work paid per read and per write happens in its Rust half,
-`_oxloop.StreamTransport` (see `src/stream.rs`); `write` and `writelines` are that half's
-methods, stored on the instance so a call reaches Rust without a Python frame. This class keeps
-what happens once per connection: extra info, `connection_lost`, closing the socket.
+They are real instances of asyncio's transport classes (libraries and CPython's tests check
+`isinstance`). The work paid per read and per write happens in their Rust half,
+`_oxloop.TransportCore` (`src/transport.rs`, `src/stream.rs`, `src/udp.rs`); `write`,
+`writelines` and `sendto` are that half's methods, stored on the instance so a call reaches
+Rust without a Python frame. These classes keep what happens once per connection: extra info,
+`connection_lost`, closing the socket.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from . import _oxloop
 
-__all__ = ["SocketTransport"]
+__all__ = ["DatagramTransport", "SocketTransport"]
 
 logger = asyncio.log.logger
 
@@ -33,25 +35,17 @@ def _set_nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class SocketTransport(asyncio.Transport):
-    """A TCP or Unix stream socket transport with asyncio's semantics."""
+class _CoreTransport:
+    """What stream and datagram transports share: the Rust core, extra info, the lifecycle."""
 
-    _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
-
+    _core: Any
+    _extra: dict[str, Any]
     # Read by `__del__`, which may run even if `__init__` failed half-way.
     _sock: socket.socket | None = None
+    _sock_fd = -1
+    _server: Any = None
 
-    def __init__(
-        self,
-        loop: Any,
-        sock: socket.socket,
-        protocol: asyncio.BaseProtocol,
-        waiter: asyncio.Future | None = None,
-        extra: dict[str, Any] | None = None,
-        server: Any = None,
-    ) -> None:
-        super().__init__(extra)
+    def _init_extra(self, sock: socket.socket) -> None:
         self._extra["socket"] = trsock.TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()
@@ -62,24 +56,19 @@ class SocketTransport(asyncio.Transport):
                 self._extra["peername"] = sock.getpeername()
             except OSError:
                 self._extra["peername"] = None
+
+    def _start(self, loop: Any, sock: socket.socket, core: Any, protocol: Any, waiter: Any) -> None:
         self._loop = loop
         self._sock_fd = sock.fileno()
-        core = _oxloop.StreamTransport.create(loop, sock, protocol, self)
         self._sock = sock
         self._core = core
-        self.write = core.write
-        self.writelines = core.writelines
-        self._server = server
-        if server is not None:
-            server._attach()
-        _set_nodelay(sock)
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only after connection_made(), and the waiter wakes after both.
         loop.call_soon(core._start_reading)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # asyncio's transport repr, with the poller's view
         info = [type(self).__name__]
         if self._sock is None:
             info.append("closed")
@@ -98,7 +87,7 @@ class SocketTransport(asyncio.Transport):
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._sock.close()
 
-    # -- the asyncio.Transport API (write/writelines are set per instance in __init__) ------
+    # -- the asyncio transport API shared by both kinds -----------------------------------
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._core.get_protocol()
@@ -125,12 +114,6 @@ class SocketTransport(asyncio.Transport):
 
     def abort(self) -> None:
         self._core._force_close(None)
-
-    def write_eof(self) -> None:
-        self._core.write_eof()
-
-    def can_write_eof(self) -> bool:
-        return True
 
     def get_write_buffer_size(self) -> int:
         return self._core.get_write_buffer_size()
@@ -183,6 +166,39 @@ class SocketTransport(asyncio.Transport):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
+
+class SocketTransport(_CoreTransport, asyncio.Transport):
+    """A TCP or Unix stream socket transport with asyncio's semantics."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    def __init__(
+        self,
+        loop: Any,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future | None = None,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+    ) -> None:
+        super().__init__(extra)
+        self._init_extra(sock)
+        core = _oxloop.TransportCore.create(loop, sock, protocol, self)
+        self.write = core.write
+        self.writelines = core.writelines
+        self._server = server
+        if server is not None:
+            server._attach()
+        _set_nodelay(sock)
+        self._start(loop, sock, core, protocol, waiter)
+
+    def write_eof(self) -> None:
+        self._core.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return True
+
     # -- loop.sendfile() support (asyncio's selector loop protocol for it) ---------------
 
     def _make_empty_waiter(self) -> asyncio.Future:
@@ -190,6 +206,27 @@ class SocketTransport(asyncio.Transport):
 
     def _reset_empty_waiter(self) -> None:
         self._core._reset_empty_waiter()
+
+
+class DatagramTransport(_CoreTransport, asyncio.DatagramTransport):
+    """A UDP or Unix datagram socket transport with asyncio's semantics."""
+
+    def __init__(
+        self,
+        loop: Any,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        address: Any = None,
+        waiter: asyncio.Future | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(extra)
+        self._init_extra(sock)
+        self._address = address
+        connected = bool(self._extra["peername"])
+        core = _oxloop.TransportCore.create_datagram(loop, sock, protocol, self, address, connected)
+        self.sendto = core.sendto
+        self._start(loop, sock, core, protocol, waiter)
 
 
 def _set_result_unless_cancelled(fut: asyncio.Future, result: Any) -> None:

@@ -1,0 +1,791 @@
+//! Socket transports: the state a TCP, Unix or UDP socket transport keeps between reads and
+//! writes, and everything about it that does not depend on the kind of socket: write flow
+//! control, pausing reads, closing, aborting, and the link to the loop's poller.
+//!
+//! Rust because it is consulted on every read and write. The reading and writing themselves
+//! are in `stream.rs` (stream sockets) and `udp.rs` (datagram sockets). The Python classes in
+//! `oxloop/transports.py` (real `asyncio.Transport`/`asyncio.DatagramTransport` instances) each
+//! own one `TransportCore` and keep the once-per-connection parts: construction, extra info,
+//! `connection_lost`, closing the socket.
+//!
+//! Protocol callbacks run inside a copy of the contextvars context the transport was created
+//! in, as they do on stock asyncio (where they run in the context of the reader handle).
+//!
+//! The socket's fd stays open for as long as this object is attached to the loop: the Python
+//! side closes the socket only after `_detach()`, so the loop never watches a closed fd number.
+
+use std::collections::VecDeque;
+use std::os::fd::{BorrowedFd, RawFd};
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::{PyTraverseError, PyVisit, intern};
+use rustix::net::Shutdown;
+
+use crate::event_loop::LoopCore;
+use crate::gil_cell::GilCell;
+use crate::handles::{call_in_context, copy_current_context};
+use crate::poller::Interest;
+use crate::stream::Chunk;
+
+/// asyncio's `_SelectorTransport.max_size`: the most one read returns.
+pub const READ_SIZE: usize = 256 * 1024;
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+pub(crate) const CONNLOST_WRITES_BEFORE_WARNING: u32 = 5;
+const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+/// A queued datagram and its destination (None: the socket's peer).
+pub(crate) type QueuedDatagram = (Py<PyBytes>, Option<Py<PyAny>>);
+
+/// What a datagram transport keeps besides the common state.
+pub(crate) struct Datagram {
+    /// The Python socket: datagrams go through its `recvfrom`/`sendto`, which own the
+    /// conversion between socket addresses and Python tuples.
+    pub sock: Py<PyAny>,
+    /// The address given to `create_datagram_endpoint(remote_addr=...)`, if any.
+    pub address: Option<Py<PyAny>>,
+    /// True if the socket is connected (has a peer): datagrams go out with `send`.
+    pub connected: bool,
+    /// Datagrams waiting for the socket to turn writable, with their destinations.
+    pub queue: VecDeque<QueuedDatagram>,
+}
+
+pub(crate) struct State {
+    /// The loop, the protocol, the Python transport and the context: None once detached.
+    pub event_loop: Option<Py<LoopCore>>,
+    pub protocol: Option<Py<PyAny>>,
+    pub transport: Option<Py<PyAny>>,
+    pub context: Option<Py<PyAny>>,
+    pub buffered_protocol: bool,
+    /// Stream data waiting to be written.
+    pub chunks: VecDeque<Chunk>,
+    /// None for stream transports.
+    pub datagram: Option<Datagram>,
+    /// Bytes waiting to be written, for flow control.
+    pub buffered: usize,
+    high_water: usize,
+    low_water: usize,
+    protocol_paused: bool,
+    /// `pause_reading()` was called.
+    reading_paused: bool,
+    pub closing: bool,
+    pub eof: bool,
+    /// Non-zero once `connection_lost` is scheduled; counts writes made after that.
+    pub conn_lost: u32,
+    /// The interest registered with the loop's poller.
+    pub interest: Interest,
+    /// Set while `loop.sendfile()` waits for the write buffer to drain.
+    pub empty_waiter: Option<Py<PyAny>>,
+}
+
+impl State {
+    fn new(
+        py: Python<'_>,
+        event_loop: &Bound<'_, LoopCore>,
+        protocol: &Bound<'_, PyAny>,
+        transport: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            event_loop: Some(event_loop.clone().unbind()),
+            protocol: Some(protocol.clone().unbind()),
+            transport: Some(transport.clone().unbind()),
+            context: Some(copy_current_context(py)?),
+            buffered_protocol: is_buffered_protocol(protocol)?,
+            chunks: VecDeque::new(),
+            datagram: None,
+            buffered: 0,
+            high_water: DEFAULT_HIGH_WATER,
+            low_water: DEFAULT_HIGH_WATER / 4,
+            protocol_paused: false,
+            reading_paused: false,
+            closing: false,
+            eof: false,
+            conn_lost: 0,
+            interest: Interest::default(),
+            empty_waiter: None,
+        })
+    }
+
+    fn is_reading(&self) -> bool {
+        !self.reading_paused && !self.closing
+    }
+
+    /// True if data waits to be written.
+    pub fn has_pending(&self) -> bool {
+        !self.chunks.is_empty() || self.datagram.as_ref().is_some_and(|d| !d.queue.is_empty())
+    }
+
+    /// Drops everything waiting to be written (moved out, to be released after the borrow).
+    pub fn take_pending(&mut self) -> (VecDeque<Chunk>, Option<VecDeque<QueuedDatagram>>) {
+        self.buffered = 0;
+        let datagrams = self.datagram.as_mut().map(|d| std::mem::take(&mut d.queue));
+        (std::mem::take(&mut self.chunks), datagrams)
+    }
+}
+
+#[pyclass(frozen, module = "oxloop._oxloop")]
+pub struct TransportCore {
+    fd: RawFd,
+    state: GilCell<State>,
+}
+
+pub(crate) fn is_fatal_interrupt(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyKeyboardInterrupt>(py) || err.is_instance_of::<PySystemExit>(py)
+}
+
+fn is_buffered_protocol(protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static BUFFERED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let cls = BUFFERED.import(protocol.py(), "asyncio", "BufferedProtocol")?;
+    protocol.is_instance(cls)
+}
+
+pub(crate) fn asyncio_logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    LOGGER.import(py, "asyncio.log", "logger")
+}
+
+impl TransportCore {
+    #[inline]
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the fd belongs to the socket the Python transport owns; it is closed only
+        // after `_detach()`, after which no method here issues a syscall on it (every I/O
+        // path first checks that the transport is still attached or not yet lost). A stale
+        // number would only make the syscall fail with EBADF, which is reported as OSError.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+
+    pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut State) -> R) -> PyResult<R> {
+        self.state.with(py, f)
+    }
+
+    /// Registers the interest the state asks for with the loop's poller.
+    pub(crate) fn sync_interest(
+        &self,
+        py: Python<'_>,
+        slf: &Py<Self>,
+        wanted: Interest,
+    ) -> PyResult<()> {
+        let event_loop = self.with(py, |s| {
+            if s.interest == wanted {
+                return None;
+            }
+            s.interest = wanted;
+            s.event_loop.as_ref().map(|l| l.clone_ref(py))
+        })?;
+        match event_loop {
+            Some(event_loop) => event_loop
+                .get()
+                .set_transport_interest(py, self.fd, slf, wanted),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_reading(&self, py: Python<'_>, slf: &Py<Self>, read: bool) -> PyResult<()> {
+        let write = self.with(py, |s| s.interest.write)?;
+        self.sync_interest(py, slf, Interest { read, write })
+    }
+
+    pub(crate) fn set_writing(&self, py: Python<'_>, slf: &Py<Self>, write: bool) -> PyResult<()> {
+        let read = self.with(py, |s| s.interest.read)?;
+        self.sync_interest(py, slf, Interest { read, write })
+    }
+
+    pub(crate) fn transport_object(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.with(py, |s| s.transport.as_ref().map(|t| t.clone_ref(py)))
+    }
+
+    pub(crate) fn protocol_object(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.with(py, |s| s.protocol.as_ref().map(|p| p.clone_ref(py)))
+    }
+
+    /// asyncio's `_fatal_error`: report (unless it is an OSError) and force-close. The report
+    /// needs the Python transport for its context, so the Python side does it.
+    pub(crate) fn fatal_error(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
+        if is_fatal_interrupt(py, &err) {
+            return Err(err);
+        }
+        match self.transport_object(py)? {
+            Some(transport) => transport
+                .bind(py)
+                .call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message))
+                .map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls `method(*args)` on the protocol, inside the transport's context.
+    pub(crate) fn call_protocol<'py>(
+        &self,
+        py: Python<'py>,
+        method: &Bound<'py, PyString>,
+        args: impl pyo3::call::PyCallArgs<'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (protocol, context) = self.with(py, |s| {
+            (
+                s.protocol.as_ref().map(|p| p.clone_ref(py)),
+                s.context.as_ref().map(|c| c.clone_ref(py)),
+            )
+        })?;
+        let (Some(protocol), Some(context)) = (protocol, context) else {
+            return Ok(py.None().into_bound(py));
+        };
+        let protocol = protocol.into_bound(py);
+        call_in_context(py, context.bind(py), || protocol.call_method1(method, args))
+    }
+
+    /// asyncio's `_maybe_pause_protocol`.
+    pub(crate) fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        let pause = self.with(py, |s| {
+            let pause = s.buffered > s.high_water && !s.protocol_paused;
+            if pause {
+                s.protocol_paused = true;
+            }
+            pause
+        })?;
+        if pause {
+            let result = self.call_protocol(py, intern!(py, "pause_writing"), ());
+            self.report_flow_control_error(py, result, "protocol.pause_writing() failed")?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_maybe_resume_protocol`.
+    pub(crate) fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        let resume = self.with(py, |s| {
+            let resume = s.protocol_paused && s.buffered <= s.low_water;
+            if resume {
+                s.protocol_paused = false;
+            }
+            resume
+        })?;
+        if resume {
+            let result = self.call_protocol(py, intern!(py, "resume_writing"), ());
+            self.report_flow_control_error(py, result, "protocol.resume_writing() failed")?;
+        }
+        Ok(())
+    }
+
+    fn report_flow_control_error(
+        &self,
+        py: Python<'_>,
+        result: PyResult<Bound<'_, PyAny>>,
+        message: &str,
+    ) -> PyResult<()> {
+        let Err(err) = result else {
+            return Ok(());
+        };
+        if is_fatal_interrupt(py, &err) {
+            return Err(err);
+        }
+        let (event_loop, transport, protocol) = self.with(py, |s| {
+            (
+                s.event_loop.as_ref().map(|l| l.clone_ref(py)),
+                s.transport.as_ref().map(|t| t.clone_ref(py)),
+                s.protocol.as_ref().map(|p| p.clone_ref(py)),
+            )
+        })?;
+        let Some(event_loop) = event_loop else {
+            return Ok(());
+        };
+        let context = PyDict::new(py);
+        context.set_item("message", message)?;
+        context.set_item("exception", err.into_value(py))?;
+        context.set_item("transport", transport)?;
+        context.set_item("protocol", protocol)?;
+        event_loop
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))
+            .map(drop)
+    }
+
+    /// Schedules the Python transport's `_call_connection_lost(exc)` for the next iteration.
+    pub(crate) fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
+        let (event_loop, transport) = self.with(py, |s| {
+            (
+                s.event_loop.as_ref().map(|l| l.clone_ref(py)),
+                s.transport.as_ref().map(|t| t.clone_ref(py)),
+            )
+        })?;
+        let (Some(event_loop), Some(transport)) = (event_loop, transport) else {
+            return Ok(());
+        };
+        let callback = transport
+            .bind(py)
+            .getattr(intern!(py, "_call_connection_lost"))?;
+        event_loop
+            .bind(py)
+            .call_method1(intern!(py, "call_soon"), (callback, exc))
+            .map(drop)
+    }
+
+    /// The socket is readable (called by the loop).
+    pub fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (active, datagram) = this.with(py, |s| {
+            (
+                s.interest.read && s.conn_lost == 0 && s.event_loop.is_some(),
+                s.datagram.is_some(),
+            )
+        })?;
+        if !active {
+            // Paused or closed by a callback that ran earlier in this iteration.
+            return Ok(());
+        }
+        if datagram {
+            Self::datagram_readable(slf)
+        } else {
+            Self::stream_readable(slf)
+        }
+    }
+
+    /// The socket is writable (called by the loop).
+    pub fn on_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (active, datagram) = this.with(py, |s| {
+            (
+                s.interest.write && s.conn_lost == 0 && s.has_pending(),
+                s.datagram.is_some(),
+            )
+        })?;
+        if !active {
+            return Ok(());
+        }
+        if datagram {
+            Self::datagram_writable(slf)
+        } else {
+            Self::stream_writable(slf)
+        }
+    }
+
+    /// After a flush: resume the protocol at the low mark; once the buffer is empty, stop
+    /// watching for writability and finish what waited for it (sendfile, close, write_eof).
+    pub(crate) fn after_flush(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.maybe_resume_protocol(py)?;
+        let (drained, closing, eof, waiter) = this.with(py, |s| {
+            (
+                !s.has_pending(),
+                s.closing,
+                s.eof,
+                s.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+            )
+        })?;
+        if !drained {
+            return Ok(());
+        }
+        this.set_writing(py, &slf.clone().unbind(), false)?;
+        if let Some(waiter) = waiter {
+            waiter
+                .bind(py)
+                .call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        if closing {
+            if let Some(transport) = this.transport_object(py)? {
+                transport
+                    .bind(py)
+                    .call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
+            }
+        } else if eof {
+            rustix::net::shutdown(this.fd(), Shutdown::Write)
+                .map_err(|e| PyErr::from(std::io::Error::from(e)))?;
+        }
+        Ok(())
+    }
+}
+
+fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let fd: RawFd = sock.call_method0(intern!(sock.py(), "fileno"))?.extract()?;
+    if fd < 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "the socket is closed",
+        ));
+    }
+    Ok(fd)
+}
+
+impl TransportCore {
+    fn attach(event_loop: &Bound<'_, LoopCore>, fd: RawFd, state: State) -> PyResult<Py<Self>> {
+        let py = event_loop.py();
+        let this = Py::new(
+            py,
+            Self {
+                fd,
+                state: GilCell::new(state),
+            },
+        )?;
+        event_loop.get().attach_transport(py, fd, &this)?;
+        Ok(this)
+    }
+}
+
+fn write_buffer_limits(high: Option<isize>, low: Option<isize>) -> PyResult<(usize, usize)> {
+    let high = match (high, low) {
+        (Some(high), _) => high,
+        (None, None) => DEFAULT_HIGH_WATER as isize,
+        (None, Some(low)) => low.saturating_mul(4),
+    };
+    let low = low.unwrap_or(high / 4);
+    if !(high >= low && low >= 0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "high ({high}) must be >= low ({low}) must be >= 0"
+        )));
+    }
+    Ok((high as usize, low as usize))
+}
+
+#[pymethods]
+impl TransportCore {
+    /// Makes the transport for `sock` (a connected, non-blocking socket) and claims its fd in
+    /// the loop. Reading starts with `_start_reading()`, after `connection_made`.
+    #[staticmethod]
+    fn create(
+        event_loop: &Bound<'_, LoopCore>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        transport: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<Self>> {
+        let py = sock.py();
+        let fd = socket_fd(sock)?;
+        let state = State::new(py, event_loop, protocol, transport)?;
+        Self::attach(event_loop, fd, state)
+    }
+
+    /// Makes the transport for a datagram socket; `address` is the fixed destination given
+    /// as `remote_addr`, `connected` says whether the socket has a peer.
+    #[staticmethod]
+    fn create_datagram(
+        event_loop: &Bound<'_, LoopCore>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        transport: &Bound<'_, PyAny>,
+        address: Option<Py<PyAny>>,
+        connected: bool,
+    ) -> PyResult<Py<Self>> {
+        let py = sock.py();
+        let fd = socket_fd(sock)?;
+        let mut state = State::new(py, event_loop, protocol, transport)?;
+        state.datagram = Some(Datagram {
+            sock: sock.clone().unbind(),
+            address,
+            connected,
+            queue: VecDeque::new(),
+        });
+        Self::attach(event_loop, fd, state)
+    }
+
+    /// Starts reading, unless `pause_reading()` or `close()` came first.
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.with(py, |s| s.is_reading() && s.event_loop.is_some())? {
+            this.set_reading(py, &slf.clone().unbind(), true)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` (bytes-like): sent now if possible, else buffered.
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let chunk = if let Ok(bytes) = data.cast::<PyBytes>() {
+            Chunk::Shared(bytes.clone().unbind(), 0)
+        } else if let Ok(array) = data.cast::<PyByteArray>() {
+            Chunk::Owned(array.to_vec(), 0)
+        } else if data.is_instance_of::<pyo3::types::PyMemoryView>() {
+            let copy = py
+                .get_type::<PyBytes>()
+                .call1((data,))?
+                .cast_into::<PyBytes>()?;
+            Chunk::Shared(copy.unbind(), 0)
+        } else {
+            let name = data.get_type().name()?;
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not '{name}'"
+            )));
+        };
+        slf.get().write_bytes(py, &slf.clone().unbind(), chunk)
+    }
+
+    /// Writes each bytes-like item of `list_of_data`, as one buffer.
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
+        Self::write(slf, &joined)
+    }
+
+    /// Sends one datagram to `addr` (or to the fixed remote address), buffering it if the
+    /// socket is not writable now.
+    #[pyo3(signature = (data, addr=None))]
+    fn sendto(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        Self::datagram_sendto(slf, data, addr)
+    }
+
+    /// Closes after the buffered data is sent; `connection_lost(None)` follows.
+    pub(crate) fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let unbound = slf.clone().unbind();
+        let lost_now = this.with(py, |s| {
+            if s.closing {
+                return None;
+            }
+            s.closing = true;
+            let lost_now = !s.has_pending();
+            if lost_now {
+                s.conn_lost += 1;
+            }
+            Some(lost_now)
+        })?;
+        let Some(lost_now) = lost_now else {
+            return Ok(());
+        };
+        if lost_now {
+            this.sync_interest(py, &unbound, Interest::default())?;
+            this.schedule_connection_lost(py, py.None())
+        } else {
+            this.set_reading(py, &unbound, false)
+        }
+    }
+
+    /// asyncio's `_force_close`: drop the buffer, stop reading, schedule `connection_lost`.
+    fn _force_close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let dropped = this.with(py, |s| {
+            if s.conn_lost != 0 {
+                return None;
+            }
+            s.closing = true;
+            s.conn_lost += 1;
+            Some(s.take_pending())
+        })?;
+        let Some(dropped) = dropped else {
+            return Ok(());
+        };
+        drop(dropped);
+        this.sync_interest(py, &slf.clone().unbind(), Interest::default())?;
+        this.schedule_connection_lost(py, exc)
+    }
+
+    /// Shuts down the write side once the buffer is sent.
+    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
+        let shutdown_now = self.with(py, |s| {
+            if s.closing || s.eof {
+                return false;
+            }
+            s.eof = true;
+            !s.has_pending()
+        })?;
+        if shutdown_now {
+            rustix::net::shutdown(self.fd(), Shutdown::Write)
+                .map_err(|e| PyErr::from(std::io::Error::from(e)))?;
+        }
+        Ok(())
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |s| s.closing)
+    }
+
+    fn is_reading(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |s| s.is_reading())
+    }
+
+    /// Stops reading; True if this changed anything (the caller logs in debug mode).
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        let changed = this.with(py, |s| {
+            let changed = s.is_reading();
+            s.reading_paused = true;
+            changed
+        })?;
+        if changed {
+            this.set_reading(py, &slf.clone().unbind(), false)?;
+        }
+        Ok(changed)
+    }
+
+    /// Resumes reading; True if this changed anything.
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        let changed = this.with(py, |s| {
+            let changed = !s.closing && s.reading_paused;
+            if changed {
+                s.reading_paused = false;
+            }
+            changed
+        })?;
+        if changed {
+            this.set_reading(py, &slf.clone().unbind(), true)?;
+        }
+        Ok(changed)
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |s| s.buffered)
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+        self.with(py, |s| (s.low_water, s.high_water))
+    }
+
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(
+        &self,
+        py: Python<'_>,
+        high: Option<isize>,
+        low: Option<isize>,
+    ) -> PyResult<()> {
+        let (high, low) = write_buffer_limits(high, low)?;
+        self.with(py, |s| {
+            s.high_water = high;
+            s.low_water = low;
+        })?;
+        self.maybe_pause_protocol(py)
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.protocol_object(py)
+    }
+
+    fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let buffered = is_buffered_protocol(protocol)?;
+        let previous = self.with(py, |s| {
+            s.buffered_protocol = buffered;
+            s.protocol.replace(protocol.clone().unbind())
+        })?;
+        drop(previous);
+        Ok(())
+    }
+
+    /// For `loop.sendfile()`: a future done when the write buffer is empty.
+    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (event_loop, busy, empty) = self.with(py, |s| {
+            (
+                s.event_loop.as_ref().map(|l| l.clone_ref(py)),
+                s.empty_waiter.is_some(),
+                !s.has_pending(),
+            )
+        })?;
+        if busy {
+            return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+        }
+        let Some(event_loop) = event_loop else {
+            return Err(PyRuntimeError::new_err("Transport is closed"));
+        };
+        let waiter = event_loop
+            .bind(py)
+            .call_method0(intern!(py, "create_future"))?;
+        if empty {
+            waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        let waiter = waiter.unbind();
+        self.with(py, |s| s.empty_waiter = Some(waiter.clone_ref(py)))?;
+        Ok(waiter)
+    }
+
+    fn _reset_empty_waiter(&self, py: Python<'_>) -> PyResult<()> {
+        let previous = self.with(py, |s| s.empty_waiter.take())?;
+        drop(previous);
+        Ok(())
+    }
+
+    /// The waiter `sendfile` set, taken out (the Python side fails it on connection loss).
+    fn _take_empty_waiter(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.with(py, |s| s.empty_waiter.take())
+    }
+
+    /// Whether the poller watches the fd for reading / writing (for the transport's repr).
+    fn _polling(&self, py: Python<'_>) -> PyResult<(bool, bool)> {
+        self.with(py, |s| (s.interest.read, s.interest.write))
+    }
+
+    /// Releases the fd in the loop and every reference; called before the socket is closed.
+    fn _detach(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let released = this.with(py, |s| {
+            s.interest = Interest::default();
+            (
+                s.event_loop.take(),
+                s.protocol.take(),
+                s.transport.take(),
+                s.context.take(),
+                s.take_pending(),
+                s.datagram.take(),
+            )
+        })?;
+        if let Some(event_loop) = &released.0 {
+            event_loop
+                .get()
+                .detach_transport(py, this.fd, &slf.clone().unbind())?;
+        }
+        drop(released);
+        Ok(())
+    }
+
+    #[getter]
+    fn _fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// The Python transport (`oxloop.transports.SocketTransport`), None once detached.
+    #[getter]
+    fn _transport(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.transport_object(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(state) = self.state.peek() else {
+            return Ok(());
+        };
+        for object in [
+            state.event_loop.as_ref().map(|l| l.as_any()),
+            state.protocol.as_ref(),
+            state.transport.as_ref(),
+            state.context.as_ref(),
+            state.empty_waiter.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            visit.call(object)?;
+        }
+        if let Some(datagram) = &state.datagram {
+            visit.call(&datagram.sock)?;
+            if let Some(address) = &datagram.address {
+                visit.call(address)?;
+            }
+            for (_, addr) in &datagram.queue {
+                if let Some(addr) = addr {
+                    visit.call(addr)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let released = self.state.peek_mut().map(|mut state| {
+            (
+                state.event_loop.take(),
+                state.protocol.take(),
+                state.transport.take(),
+                state.context.take(),
+                state.empty_waiter.take(),
+                state.datagram.take(),
+            )
+        });
+        drop(released); // after the borrow: dropping the transport may run its `__del__`
+    }
+}

@@ -1,0 +1,216 @@
+//! The datagram half of socket transports (UDP and Unix datagram sockets), with the semantics
+//! of asyncio's `_SelectorDatagramTransport`: one `recvfrom` per readiness event to
+//! `datagram_received(data, addr)`; `sendto` sends at once when nothing is queued, else queues
+//! the datagram until the socket turns writable; socket errors go to `error_received`.
+//!
+//! Rust because it runs per datagram. The system calls go through the Python socket's own
+//! `recvfrom`/`send`/`sendto` (C methods, no Python frame): they own the conversion between
+//! socket addresses and Python tuples for every address family, which we do not redo.
+
+use pyo3::exceptions::{
+    PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
+};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+
+use crate::transport::{CONNLOST_WRITES_BEFORE_WARNING, READ_SIZE, TransportCore, asyncio_logger};
+
+fn would_block(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
+}
+
+/// What `sendto` does once the checks passed, decided under the state's borrow.
+enum SendPlan {
+    /// Nothing queued: try the socket now.
+    Now { sock: Py<PyAny>, connected: bool },
+    /// Datagrams are queued: this one waits behind them.
+    Queue,
+    /// The transport is closed and has a fixed peer: drop it, warning after a few.
+    Dropped { warn: bool },
+}
+
+impl TransportCore {
+    /// Reads one datagram and hands it to the protocol.
+    pub(crate) fn datagram_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let sock = this.with(py, |s| s.datagram.as_ref().map(|d| d.sock.clone_ref(py)))?;
+        let Some(sock) = sock else {
+            return Ok(());
+        };
+        match sock
+            .bind(py)
+            .call_method1(intern!(py, "recvfrom"), (READ_SIZE,))
+        {
+            Ok(received) => {
+                let (data, addr): (Bound<'_, PyAny>, Bound<'_, PyAny>) = received.extract()?;
+                this.call_protocol(py, intern!(py, "datagram_received"), (data, addr))
+                    .map(drop)
+            }
+            Err(err) if would_block(py, &err) => Ok(()),
+            Err(err) if err.is_instance_of::<PyOSError>(py) => this
+                .call_protocol(py, intern!(py, "error_received"), (err.into_value(py),))
+                .map(drop),
+            Err(err) => this.fatal_error(py, err, "Fatal read error on datagram transport"),
+        }
+    }
+
+    /// Sends the queued datagrams until the socket would block.
+    pub(crate) fn datagram_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        loop {
+            let next = this.with(py, |s| {
+                let datagram = s.datagram.as_mut()?;
+                let (data, addr) = datagram.queue.pop_front()?;
+                s.buffered -= data.as_bytes(py).len();
+                Some((datagram.sock.clone_ref(py), datagram.connected, data, addr))
+            })?;
+            let Some((sock, connected, data, addr)) = next else {
+                break;
+            };
+            match send_datagram(sock.bind(py), connected, data.bind(py), addr.as_ref()) {
+                Ok(()) => {}
+                Err(err) if would_block(py, &err) => {
+                    // Put it back in front and try again on the next writable event.
+                    this.with(py, |s| {
+                        s.buffered += data.as_bytes(py).len();
+                        if let Some(datagram) = s.datagram.as_mut() {
+                            datagram.queue.push_front((data, addr));
+                        }
+                    })?;
+                    return Ok(());
+                }
+                Err(err) if err.is_instance_of::<PyOSError>(py) => {
+                    return this
+                        .call_protocol(py, intern!(py, "error_received"), (err.into_value(py),))
+                        .map(drop);
+                }
+                Err(err) => {
+                    return this.fatal_error(py, err, "Fatal write error on datagram transport");
+                }
+            }
+        }
+        Self::after_flush(slf)
+    }
+
+    /// `DatagramTransport.sendto(data, addr=None)`.
+    pub(crate) fn datagram_sendto(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let data = if let Ok(bytes) = data.cast::<PyBytes>() {
+            bytes.clone()
+        } else if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
+            // Queued data must not change under us: keep an immutable copy.
+            py.get_type::<PyBytes>()
+                .call1((data,))?
+                .cast_into::<PyBytes>()?
+        } else {
+            let name = data.get_type().name()?;
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not '{name}'"
+            )));
+        };
+        if data.as_bytes().is_empty() {
+            return Ok(());
+        }
+        let fixed = this.with(py, |s| {
+            s.datagram
+                .as_ref()
+                .and_then(|d| d.address.as_ref().map(|a| a.clone_ref(py)))
+        })?;
+        let addr = match (fixed, addr) {
+            (Some(fixed), addr) => {
+                if let Some(addr) = addr
+                    && !addr.is_none()
+                    && !addr.eq(fixed.bind(py))?
+                {
+                    return Err(PyValueError::new_err(format!(
+                        "Invalid address: must be None or {}",
+                        fixed.bind(py).str()?
+                    )));
+                }
+                Some(fixed)
+            }
+            (None, addr) => addr.filter(|a| !a.is_none()).map(Bound::unbind),
+        };
+        let plan = this.with(py, |s| {
+            let has_pending = s.has_pending();
+            let datagram = s.datagram.as_ref()?;
+            if s.conn_lost != 0 && datagram.address.is_some() {
+                s.conn_lost += 1;
+                return Some(SendPlan::Dropped {
+                    warn: s.conn_lost > CONNLOST_WRITES_BEFORE_WARNING,
+                });
+            }
+            Some(if has_pending {
+                SendPlan::Queue
+            } else {
+                SendPlan::Now {
+                    sock: datagram.sock.clone_ref(py),
+                    connected: datagram.connected,
+                }
+            })
+        })?;
+        match plan {
+            None => return Ok(()),
+            Some(SendPlan::Dropped { warn }) => {
+                if warn {
+                    asyncio_logger(py)?
+                        .call_method1("warning", ("socket.send() raised exception.",))?;
+                }
+                return Ok(());
+            }
+            Some(SendPlan::Queue) => {}
+            Some(SendPlan::Now { sock, connected }) => {
+                match send_datagram(sock.bind(py), connected, &data, addr.as_ref()) {
+                    Ok(()) => return Ok(()),
+                    Err(err) if would_block(py, &err) => {
+                        this.set_writing(py, &slf.clone().unbind(), true)?;
+                    }
+                    Err(err) if err.is_instance_of::<PyOSError>(py) => {
+                        return this
+                            .call_protocol(py, intern!(py, "error_received"), (err.into_value(py),))
+                            .map(drop);
+                    }
+                    Err(err) => {
+                        return this.fatal_error(
+                            py,
+                            err,
+                            "Fatal write error on datagram transport",
+                        );
+                    }
+                }
+            }
+        }
+        let len = data.as_bytes().len();
+        this.with(py, |s| {
+            if let Some(datagram) = s.datagram.as_mut() {
+                datagram.queue.push_back((data.unbind(), addr));
+                s.buffered += len;
+            }
+        })?;
+        this.maybe_pause_protocol(py)
+    }
+}
+
+fn send_datagram(
+    sock: &Bound<'_, PyAny>,
+    connected: bool,
+    data: &Bound<'_, PyBytes>,
+    addr: Option<&Py<PyAny>>,
+) -> PyResult<()> {
+    let py = sock.py();
+    if connected {
+        sock.call_method1(intern!(py, "send"), (data,))
+    } else {
+        // Without a destination this raises TypeError, which is fatal, as on asyncio.
+        sock.call_method1(intern!(py, "sendto"), (data, addr))
+    }
+    .map(drop)
+}

@@ -1,0 +1,137 @@
+"""Many concurrent loopback connections held open at once, each echoing once.
+
+With both ends in this process, N connections need 2N fds: the RLIMIT_NOFILE soft limit is
+raised for the test (and the hard limit, if this process may), or the test is skipped. The
+10k-connection server test puts the clients in a child process (stock asyncio streams), so the
+loop under test holds 10,000 server-side connections within a 20,000-fd hard limit.
+"""
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import pytest
+from nethelpers import RecordingProtocol, at_least_nofile, fd_count, run
+
+
+class CountingEcho(asyncio.Protocol):
+    """Echo protocol that tracks how many server-side connections are open at once."""
+
+    open_now = 0
+    peak = 0
+    all_closed = None  # a future set when open_now drops back to 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        CountingEcho.open_now += 1
+        CountingEcho.peak = max(CountingEcho.peak, CountingEcho.open_now)
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+    def connection_lost(self, exc):
+        CountingEcho.open_now -= 1
+        if CountingEcho.open_now == 0 and CountingEcho.all_closed is not None:
+            if not CountingEcho.all_closed.done():
+                CountingEcho.all_closed.set_result(None)
+
+
+async def hold_and_echo(count, batch=500):
+    """Open `count` connections (in batches), hold them all, echo once on each, close all."""
+    loop = asyncio.get_running_loop()
+    CountingEcho.open_now = CountingEcho.peak = 0
+    CountingEcho.all_closed = None
+    server = await loop.create_server(CountingEcho, "127.0.0.1", 0, backlog=4096)
+    port = server.sockets[0].getsockname()[1]
+    conns = []
+    for start in range(0, count, batch):
+        n = min(batch, count - start)
+        conns += await asyncio.gather(
+            *(loop.create_connection(RecordingProtocol, "127.0.0.1", port) for _ in range(n))
+        )
+    for i, (transport, _) in enumerate(conns):
+        transport.write(b"connection %05d" % i)
+    replies = await asyncio.gather(*(proto.wait_bytes(16) for _, proto in conns))
+    assert replies == [b"connection %05d" % i for i in range(count)]
+    assert CountingEcho.peak == count  # every connection was open at the same time
+    for transport, _ in conns:
+        transport.close()
+    await asyncio.gather(*(proto.lost for _, proto in conns))
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.mark.parametrize("count", [1000, 10_000], ids=["1k", "10k"])
+@pytest.mark.timeout(180)
+def test_concurrent_connections_held_open_each_echo_once(loop, count):
+    with at_least_nofile(2 * count + 256):
+        before = fd_count()
+        start = time.monotonic()
+        run(loop, hold_and_echo(count), timeout=150)
+        elapsed = time.monotonic() - start
+        assert fd_count() == before
+    print(f"{count} connections: {elapsed:.2f} s")
+
+
+CLIENTS = """
+import asyncio, resource, sys
+
+port, count = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+async def main():
+    conns = []
+    for start in range(0, count, 500):
+        batch = min(500, count - start)
+        conns += await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", port) for _ in range(batch))
+        )
+    for i, (_, writer) in enumerate(conns):
+        writer.write(b"connection %05d" % i)
+    replies = await asyncio.gather(*(reader.readexactly(16) for reader, _ in conns))
+    for _, writer in conns:
+        writer.close()
+    print("ok" if replies == [b"connection %05d" % i for i in range(count)] else "mismatch")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(180)
+def test_server_holds_10k_connections_from_another_process_each_echo_once(loop):
+    count = 10_000
+    with at_least_nofile(count + 256):
+        before = fd_count()
+
+        async def main():
+            CountingEcho.open_now = CountingEcho.peak = 0
+            CountingEcho.all_closed = loop.create_future()
+            server = await loop.create_server(CountingEcho, "127.0.0.1", 0, backlog=4096)
+            port = server.sockets[0].getsockname()[1]
+            child = subprocess.Popen(
+                [sys.executable, "-c", CLIENTS, str(port), str(count)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                out, err = await loop.run_in_executor(None, child.communicate)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+            assert child.returncode == 0, err
+            assert out.strip() == "ok"
+            # the child echoed on all of them before closing any: all were open at once
+            assert CountingEcho.peak == count
+            await CountingEcho.all_closed
+            server.close()
+            await server.wait_closed()
+
+        start = time.monotonic()
+        run(loop, main(), timeout=150)
+        elapsed = time.monotonic() - start
+    loop.run_until_complete(loop.shutdown_default_executor())
+    assert fd_count() == before
+    print(f"server side of {count} connections: {elapsed:.2f} s")
