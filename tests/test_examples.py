@@ -24,6 +24,12 @@ EXAMPLES = sorted(path.stem for path in EXAMPLES_DIR.glob("*.py"))
 
 # Lines each example must print, exactly and in this order (other lines may come between).
 EXPECTED = {
+    "echo_server": [
+        "client 1 got back: ['hello from client 1', 'bye from client 1']",
+        "client 2 got back: ['hello from client 2', 'bye from client 2']",
+        "client 3 got back: ['hello from client 3', 'bye from client 3']",
+        "server closed: True",
+    ],
     "as_completed": [
         "completed #1: <data from https://example.com/fast>",
         "completed #2: <data from https://example.com/medium>",

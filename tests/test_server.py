@@ -331,11 +331,10 @@ def test_no_fd_left_after_wait_closed_and_closing_all_transports(loop):
         before = fd_count()
         accepted = Accepted()
         server = await loop.create_server(accepted, "127.0.0.1", 0)
-        clients = []
-        for _ in range(20):
-            clients.append(
-                await loop.create_connection(RecordingProtocol, "127.0.0.1", 0 + port_of(server))
-            )
+        port = port_of(server)
+        clients = [
+            await loop.create_connection(RecordingProtocol, "127.0.0.1", port) for _ in range(20)
+        ]
         server_protos = [await accepted.next() for _ in clients]
         server.close()
         await server.wait_closed()
