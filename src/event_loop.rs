@@ -944,6 +944,12 @@ impl LoopCore {
         self.check_closed()
     }
 
+    /// RuntimeError if an open transport owns `fd` (an int or an object with `fileno()`):
+    /// the `sock_*` methods must not read or write behind a transport's back.
+    fn _ensure_fd_no_transport(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.ensure_fd_no_transport(py, fileobj_to_fd(fd)?, fd)
+    }
+
     fn get_debug(&self) -> bool {
         self.debug.load(Ordering::Relaxed)
     }

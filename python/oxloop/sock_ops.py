@@ -2,10 +2,15 @@
 `sock_sendfile`, on top of the core's `add_reader`/`add_writer`.
 
 Semantics are those of `asyncio.selector_events` and `asyncio.unix_events` (CPython 3.11): the
-socket must be non-blocking (checked in debug mode only, as asyncio does), SSL sockets are
+socket must be non-blocking, SSL sockets are refused, an fd that an open transport owns is
 refused, and each call tries the system call first; only when it would block does the call
 create a future and watch the fd until a retry succeeds. The watch is removed when the
-operation completes.
+operation completes. Only `connect()` can still fail with EINTR (which there means "in
+progress"): the socket module retries the other calls itself (PEP 475), so they catch
+`BlockingIOError` alone.
+
+DEVIATION: asyncio checks for a blocking socket only in debug mode; oxloop checks always (one
+`gettimeout()` per call), because `sock_recv` on a blocking socket would block the whole loop.
 
 One difference in mechanism, not in behaviour: asyncio removes the watch of a cancelled operation
 from a done callback, one loop iteration later, and skips the removal if its handle was
@@ -126,8 +131,9 @@ class SocketOpsMixin:
         """Receive up to `n` bytes from `sock`; b"" at end of stream."""
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        self._ensure_fd_no_transport(sock)
         try:
             return sock.recv(n)
         except BlockingIOError:
@@ -138,8 +144,9 @@ class SocketOpsMixin:
         """Receive into the writable buffer `buf`; return the number of bytes received."""
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        self._ensure_fd_no_transport(sock)
         try:
             return sock.recv_into(buf)
         except BlockingIOError:
@@ -150,8 +157,9 @@ class SocketOpsMixin:
         """Receive a datagram of up to `bufsize` bytes; return (data, sender address)."""
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        self._ensure_fd_no_transport(sock)
         try:
             return sock.recvfrom(bufsize)
         except BlockingIOError:
@@ -164,8 +172,9 @@ class SocketOpsMixin:
         """Receive a datagram into `buf` (at most `nbytes`, 0: all of `buf`); (size, address)."""
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        self._ensure_fd_no_transport(sock)
         if not nbytes:
             nbytes = len(buf)
         try:
@@ -180,8 +189,9 @@ class SocketOpsMixin:
         """Send all of `data`. On error some of it may have been sent, as with asyncio."""
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        self._ensure_fd_no_transport(sock)
         try:
             sent = sock.send(data)
         except BlockingIOError:
@@ -215,8 +225,9 @@ class SocketOpsMixin:
         """Send the datagram `data` to `address`; return the number of bytes sent."""
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        self._ensure_fd_no_transport(sock)
         try:
             return sock.sendto(data, address)
         except BlockingIOError:
@@ -229,8 +240,9 @@ class SocketOpsMixin:
         """Connect `sock` to `address`, resolving a host name first for IP sockets."""
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        self._ensure_fd_no_transport(sock)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             infos = await self._ensure_resolved(
                 address, family=sock.family, type=sock.type, proto=sock.proto
@@ -265,8 +277,9 @@ class SocketOpsMixin:
         """Accept a connection on the listening `sock`: (non-blocking socket, peer address)."""
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        self._ensure_fd_no_transport(sock)
         try:
             return _accept(sock)
         except BlockingIOError:
@@ -290,7 +303,7 @@ class SocketOpsMixin:
         and sends the file instead if `fallback` is true, else raises SendfileNotAvailableError.
         Returns the number of bytes sent; the file position ends after the last byte sent.
         """
-        if self.get_debug() and sock.gettimeout() != 0:
+        if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")

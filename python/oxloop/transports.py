@@ -35,31 +35,59 @@ def _set_nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _CoreTransport:
-    """What stream and datagram transports share: the Rust core, extra info, the lifecycle."""
+# Slots of the concrete transport classes: no per-instance dict, and `write`/`sendto` found
+# in a slot reach Rust without a Python frame.
+_TRANSPORT_SLOTS = ("_loop", "_sock", "_sock_fd", "_core", "_server", "__weakref__")
 
+
+def _socket_address(sock: socket.socket, name: str) -> Any:
+    try:
+        return sock.getsockname() if name == "sockname" else sock.getpeername()
+    except OSError:
+        return None
+
+
+class _CoreTransport:
+    """What stream and datagram transports share: the Rust core, extra info, the lifecycle.
+
+    Extra info as asyncio has it ('socket', 'sockname', 'peername'), but 'socket' and
+    'sockname' are made on first request instead of for every connection (they cost memory
+    per connection and few callers ask); they are filled in before the socket closes, so they
+    answer as on asyncio after the connection is gone. 'peername' is read at once unless the
+    accept call already gave it, because a reset peer can no longer be asked.
+    """
+
+    __slots__ = ()
     _core: Any
     _extra: dict[str, Any]
-    # Read by `__del__`, which may run even if `__init__` failed half-way.
-    _sock: socket.socket | None = None
-    _sock_fd = -1
-    _server: Any = None
+    _sock: socket.socket | None
+    _server: Any
 
-    def _init_extra(self, sock: socket.socket) -> None:
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
+    def _init(self, loop: Any, sock: socket.socket, server: Any = None) -> None:
+        self._loop = loop
+        self._sock = None
+        self._sock_fd = sock.fileno()
+        self._server = server
         if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+            self._extra["peername"] = _socket_address(sock, "peername")
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        extra = self._extra
+        if name in extra:
+            return extra[name]
+        if name in ("socket", "sockname") and self._sock is not None:
+            self._fill_extra(self._sock)
+            return extra[name]
+        return default
+
+    def _fill_extra(self, sock: socket.socket) -> None:
+        extra = self._extra
+        if "socket" not in extra:
+            extra["socket"] = trsock.TransportSocket(sock)
+        if "sockname" not in extra:
+            extra["sockname"] = _socket_address(sock, "sockname")
 
     def _start(self, loop: Any, sock: socket.socket, core: Any, protocol: Any, waiter: Any) -> None:
-        self._loop = loop
-        self._sock_fd = sock.fileno()
         self._sock = sock
         self._core = core
         loop.call_soon(protocol.connection_made, self)
@@ -83,9 +111,11 @@ class _CoreTransport:
         return "<{}>".format(" ".join(info))
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if self._sock is not None:
+        # Slots are unset if __init__ failed before it got to them.
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._sock.close()
+            sock.close()
 
     # -- the asyncio transport API shared by both kinds -----------------------------------
 
@@ -158,6 +188,7 @@ class _CoreTransport:
             self._core._detach()
             sock, self._sock = self._sock, None
             if sock is not None:
+                self._fill_extra(sock)
                 sock.close()
             self._loop = None
             server, self._server = self._server, None
@@ -170,6 +201,7 @@ class _CoreTransport:
 class SocketTransport(_CoreTransport, asyncio.Transport):
     """A TCP or Unix stream socket transport with asyncio's semantics."""
 
+    __slots__ = (*_TRANSPORT_SLOTS, "write", "writelines")
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
@@ -183,11 +215,10 @@ class SocketTransport(_CoreTransport, asyncio.Transport):
         server: Any = None,
     ) -> None:
         super().__init__(extra)
-        self._init_extra(sock)
+        self._init(loop, sock, server)
         core = _oxloop.TransportCore.create(loop, sock, protocol, self)
         self.write = core.write
         self.writelines = core.writelines
-        self._server = server
         if server is not None:
             server._attach()
         _set_nodelay(sock)
@@ -211,6 +242,8 @@ class SocketTransport(_CoreTransport, asyncio.Transport):
 class DatagramTransport(_CoreTransport, asyncio.DatagramTransport):
     """A UDP or Unix datagram socket transport with asyncio's semantics."""
 
+    __slots__ = (*_TRANSPORT_SLOTS, "_address", "sendto")
+
     def __init__(
         self,
         loop: Any,
@@ -221,7 +254,7 @@ class DatagramTransport(_CoreTransport, asyncio.DatagramTransport):
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(extra)
-        self._init_extra(sock)
+        self._init(loop, sock)
         self._address = address
         connected = bool(self._extra["peername"])
         core = _oxloop.TransportCore.create_datagram(loop, sock, protocol, self, address, connected)
