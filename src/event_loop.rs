@@ -361,6 +361,9 @@ impl LoopCore {
         let Some(owner) = owner else {
             return Ok(());
         };
+        if owner.get().lends_fd(py)? {
+            return Ok(());
+        }
         let transport = owner.getattr(py, "_transport")?;
         if transport.is_none(py) || transport.call_method0(py, "is_closing")?.is_truthy(py)? {
             return Ok(());

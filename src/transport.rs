@@ -320,6 +320,12 @@ impl TransportCore {
             .map(drop)
     }
 
+    /// True while `loop.sendfile()` drives the socket: the transport has handed its fd to
+    /// `sock_sendfile` (asyncio takes the transport out of `loop._transports` meanwhile).
+    pub(crate) fn lends_fd(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |s| s.empty_waiter.is_some())
+    }
+
     /// The socket is readable (called by the loop).
     pub fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
@@ -732,6 +738,12 @@ impl TransportCore {
         }
         drop(released);
         Ok(())
+    }
+
+    /// True between the protocol's `pause_writing()` and `resume_writing()`.
+    #[getter]
+    fn _protocol_paused(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |s| s.protocol_paused)
     }
 
     #[getter]

@@ -15,6 +15,7 @@ import asyncio
 import socket
 import warnings
 from asyncio import constants, trsock
+from asyncio.transports import _FlowControlMixin
 from typing import Any
 
 from . import _oxloop
@@ -37,7 +38,7 @@ def _set_nodelay(sock: socket.socket) -> None:
 
 # Slots of the concrete transport classes: no per-instance dict, and `write`/`sendto` found
 # in a slot reach Rust without a Python frame.
-_TRANSPORT_SLOTS = ("_loop", "_sock", "_sock_fd", "_core", "_server", "__weakref__")
+_TRANSPORT_SLOTS = ("_sock", "_sock_fd", "_core", "_server", "__weakref__")
 
 
 def _socket_address(sock: socket.socket, name: str) -> Any:
@@ -198,8 +199,12 @@ class _CoreTransport:
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
 
-class SocketTransport(_CoreTransport, asyncio.Transport):
-    """A TCP or Unix stream socket transport with asyncio's semantics."""
+class SocketTransport(_CoreTransport, _FlowControlMixin):
+    """A TCP or Unix stream socket transport with asyncio's semantics.
+
+    A `_FlowControlMixin` like asyncio's own socket transport, because asyncio's sendfile
+    fallback insists on one; the flow control itself is the Rust core's.
+    """
 
     __slots__ = (*_TRANSPORT_SLOTS, "write", "writelines")
     _start_tls_compatible = True
@@ -214,7 +219,8 @@ class SocketTransport(_CoreTransport, asyncio.Transport):
         extra: dict[str, Any] | None = None,
         server: Any = None,
     ) -> None:
-        super().__init__(extra)
+        # Not _FlowControlMixin.__init__: its state lives in the core.
+        asyncio.BaseTransport.__init__(self, extra)
         self._init(loop, sock, server)
         core = _oxloop.TransportCore.create(loop, sock, protocol, self)
         self.write = core.write
@@ -223,6 +229,10 @@ class SocketTransport(_CoreTransport, asyncio.Transport):
             server._attach()
         _set_nodelay(sock)
         self._start(loop, sock, core, protocol, waiter)
+
+    @property
+    def _protocol_paused(self) -> bool:
+        return self._core._protocol_paused
 
     def write_eof(self) -> None:
         self._core.write_eof()
@@ -242,7 +252,7 @@ class SocketTransport(_CoreTransport, asyncio.Transport):
 class DatagramTransport(_CoreTransport, asyncio.DatagramTransport):
     """A UDP or Unix datagram socket transport with asyncio's semantics."""
 
-    __slots__ = (*_TRANSPORT_SLOTS, "_address", "sendto")
+    __slots__ = (*_TRANSPORT_SLOTS, "_loop", "_address", "sendto")
 
     def __init__(
         self,
