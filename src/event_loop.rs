@@ -153,9 +153,12 @@ fn closed_error() -> PyErr {
 
 /// asyncio's conversion of a file object to its fd (`selectors._fileobj_to_fd`).
 fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    let fd: i64 = match obj.extract::<i64>() {
-        Ok(fd) if obj.is_instance_of::<pyo3::types::PyInt>() => fd,
-        _ => obj
+    // An int is checked first: a failed extraction would build (and drop) an exception.
+    let fd: i64 = match obj.cast::<pyo3::types::PyInt>() {
+        Ok(fd) => fd
+            .extract::<i64>()
+            .map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))?,
+        Err(_) => obj
             .call_method0("fileno")
             .and_then(|fd| fd.extract::<i64>())
             .map_err(|_| {

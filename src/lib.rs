@@ -2,12 +2,14 @@
 //! that run per callback, per timer and per I/O event. The Python package `oxloop` builds the
 //! public loop class on top of `LoopCore`.
 
+mod buffer;
 mod clock;
 mod event_loop;
 mod fastcall;
 mod gil_cell;
 mod handles;
 mod poller;
+mod sock;
 mod stats;
 mod stream;
 mod timers;
@@ -24,5 +26,8 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transport::TransportCore>()?;
+    m.add_function(wrap_pyfunction!(sock::recv_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::recv_into_nowait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock::send_nowait, m)?)?;
     Ok(())
 }

@@ -16,13 +16,13 @@ use std::io::IoSlice;
 use std::os::fd::BorrowedFd;
 
 use pyo3::exceptions::PyRuntimeError;
-use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
+use crate::buffer::BufferView;
 use crate::transport::{CONNLOST_WRITES_BEFORE_WARNING, TransportCore, asyncio_logger};
 
 /// Buffers passed to one `sendmsg`; Linux's IOV_MAX is 1024.
@@ -195,7 +195,7 @@ impl TransportCore {
                 );
             }
         };
-        let received = match WritableBuffer::get(&buffer) {
+        let received = match BufferView::writable(&buffer) {
             Ok(mut view) => recv_retrying(self.fd(), view.as_mut_slice())
                 .map_err(|err| PyErr::from(std::io::Error::from(err))),
             Err(err) => Err(err),
@@ -339,41 +339,5 @@ fn consume(py: Python<'_>, chunks: &mut VecDeque<Chunk>, mut n: usize) {
         }
         n -= left;
         chunks.pop_front();
-    }
-}
-
-/// A writable, contiguous view of a Python buffer (`get_buffer()`'s result), released on drop.
-struct WritableBuffer {
-    view: Box<ffi::Py_buffer>,
-}
-
-impl WritableBuffer {
-    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let mut view: Box<ffi::Py_buffer> = Box::new(ffi::Py_buffer::new());
-        // SAFETY: GIL held; `view` is a valid, writable Py_buffer struct. On success the
-        // exporter filled it and we release it exactly once in `drop`.
-        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_WRITABLE) };
-        if rc != 0 {
-            return Err(PyErr::fetch(obj.py()));
-        }
-        Ok(Self { view })
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        let len = usize::try_from(self.view.len).unwrap_or(0);
-        if len == 0 || self.view.buf.is_null() {
-            return &mut [];
-        }
-        // SAFETY: PyBUF_WRITABLE without PyBUF_STRIDES asks for a C-contiguous, writable
-        // buffer of `len` bytes at `buf`, valid until the view is released in `drop`.
-        unsafe { std::slice::from_raw_parts_mut(self.view.buf.cast::<u8>(), len) }
-    }
-}
-
-impl Drop for WritableBuffer {
-    fn drop(&mut self) {
-        // SAFETY: the view was filled by a successful PyObject_GetBuffer and is released once;
-        // the GIL is held by every caller (views live only inside a read callback).
-        unsafe { ffi::PyBuffer_Release(&mut *self.view) };
     }
 }

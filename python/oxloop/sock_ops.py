@@ -39,6 +39,8 @@ except ImportError:  # Python built without OpenSSL: no socket can be an SSL soc
 else:
     _SSL_SOCKET = ssl.SSLSocket
 
+from ._oxloop import recv_into_nowait, recv_nowait, send_nowait
+
 __all__ = ["SocketOpsMixin"]
 
 
@@ -125,7 +127,9 @@ class SocketOpsMixin:
     # -- receiving ----------------------------------------------------------------------------
     #
     # The checks are written out in each method rather than in a helper: these calls are the
-    # per-message path of socket-level servers, and a call costs more than the two tests.
+    # per-message path of socket-level servers, and a call costs more than the two tests. The
+    # first attempt goes through `recv_nowait` & co. (Rust), which answer "would block" with a
+    # value: raising and catching BlockingIOError costs several times the system call.
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to `n` bytes from `sock`; b"" at end of stream."""
@@ -133,12 +137,12 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        self._ensure_fd_no_transport(sock)
-        try:
-            return sock.recv(n)
-        except BlockingIOError:
-            pass
-        return await self._readable(sock.fileno(), self._retry, sock.recv, n)
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        data = recv_nowait(fd, n)
+        if data is not None:
+            return data
+        return await self._readable(fd, self._retry, sock.recv, n)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into the writable buffer `buf`; return the number of bytes received."""
@@ -146,12 +150,12 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        self._ensure_fd_no_transport(sock)
-        try:
-            return sock.recv_into(buf)
-        except BlockingIOError:
-            pass
-        return await self._readable(sock.fileno(), self._retry, sock.recv_into, buf)
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        nbytes = recv_into_nowait(fd, buf)
+        if nbytes is not None:
+            return nbytes
+        return await self._readable(fd, self._retry, sock.recv_into, buf)
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram of up to `bufsize` bytes; return (data, sender address)."""
@@ -191,18 +195,16 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        self._ensure_fd_no_transport(sock)
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        sent = send_nowait(fd, data)
         if sent == len(data):
             return
         # Count in bytes from here on: `send` does, whatever the item size of `data`.
         rest = memoryview(data).cast("B")[sent:]
         if rest:
             # The list is the progress the callback updates between writable events.
-            await self._writable(sock.fileno(), self._sendall_ready, sock, [rest])
+            await self._writable(fd, self._sendall_ready, sock, [rest])
 
     def _sendall_ready(self, waiter: _WriteWaiter, sock: socket.socket, rest: list) -> None:
         try:
