@@ -40,7 +40,7 @@ logger = logging.getLogger("asyncio")
 # asyncio.constants.DEBUG_STACK_DEPTH: frames kept for coroutine origins and source tracebacks.
 _DEBUG_STACK_DEPTH = 10
 
-_NETWORKING = [
+_NOT_IMPLEMENTED = [
     "connect_read_pipe",
     "connect_write_pipe",
     "subprocess_shell",
@@ -516,8 +516,8 @@ def _set_exception_unless_done(fut: asyncio.Future, exc: BaseException) -> None:
 def _not_implemented(name: str) -> Callable[..., Any]:
     def method(self: Loop, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
-            f"oxloop does not implement loop.{name}() yet: networking, pipes and "
-            "subprocesses are the next milestone (see README, 'Status')"
+            f"oxloop does not implement loop.{name}() yet: pipes and subprocesses "
+            "are not supported yet (see README, 'Status')"
         )
 
     method.__name__ = name
@@ -525,6 +525,6 @@ def _not_implemented(name: str) -> Callable[..., Any]:
     return method
 
 
-for _name in _NETWORKING:
+for _name in _NOT_IMPLEMENTED:
     setattr(Loop, _name, _not_implemented(_name))
 del _name
