@@ -3,6 +3,7 @@
 //! public loop class on top of `LoopCore`.
 
 mod clock;
+mod diagnostics;
 mod event_loop;
 mod fastcall;
 mod gil_cell;
@@ -10,6 +11,7 @@ mod handles;
 mod poller;
 mod stats;
 mod timers;
+mod watchdog;
 
 use pyo3::prelude::*;
 
@@ -20,5 +22,8 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<watchdog::Watchdog>()?;
+    m.add_function(wrap_pyfunction!(diagnostics::_set_timer_lag_recording, m)?)?;
+    m.add_function(wrap_pyfunction!(diagnostics::_timer_lag, m)?)?;
     Ok(())
 }
