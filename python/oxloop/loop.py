@@ -59,6 +59,12 @@ def _debug_requested_by_environment() -> bool:
     return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
 
 
+def _diagnostics_requested_by_environment() -> bool:
+    """``OXLOOP_DIAGNOSTICS`` set to anything but '', 0, false, no or off (oxloop.diagnostics)."""
+    value = os.environ.get("OXLOOP_DIAGNOSTICS", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
 def _is_coroutine_function(func: Any) -> bool:
     return asyncio.iscoroutinefunction(func)
 
@@ -80,8 +86,17 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
     # Timers due within this much of "now" run in the current iteration (as stock asyncio).
     _clock_resolution = time.get_clock_info("monotonic").resolution
 
-    def __init__(self) -> None:
+    def __init__(self, *, diagnostics: Any = None) -> None:
         super().__init__()
+        # Diagnostics (oxloop.diagnostics): None unless switched on, so the module is not even
+        # imported by default. `diagnostics` is True/False/None (the environment) or Settings.
+        self._diagnostics: Any = None
+        if diagnostics or (diagnostics is None and _diagnostics_requested_by_environment()):
+            from . import diagnostics as _diagnostics
+
+            settings = _diagnostics.resolve(diagnostics)
+            if settings is not None:
+                self._diagnostics = _diagnostics.Diagnostics(self, settings, native=True)
         self._exception_handler: Callable[..., Any] | None = None
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_shutdown_called = False
@@ -111,7 +126,9 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
         """Run until `stop()` is called."""
         self._check_closed()
         self._check_running()
-        self._set_coroutine_origin_tracking(self.get_debug())
+        self._set_coroutine_origin_tracking(self.get_debug() or self._diagnostics is not None)
+        if self._diagnostics is not None:
+            self._diagnostics.loop_starting()
         saved_hooks = sys.get_asyncgen_hooks()
         try:
             sys.set_asyncgen_hooks(
@@ -156,6 +173,8 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
             return
         if self.get_debug():
             logger.debug("Close %r", self)
+        if self._diagnostics is not None:
+            self._diagnostics.loop_closing()  # reports what is certain now; stops the watchdog
         self._remove_all_signal_handlers()
         self._close_core()
         executor, self._default_executor = self._default_executor, None
@@ -175,21 +194,33 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
     def set_debug(self, enabled: bool) -> None:
         super().set_debug(enabled)
         if self.is_running():
-            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, bool(enabled))
+            self.call_soon_threadsafe(
+                self._set_coroutine_origin_tracking,
+                bool(enabled) or self._diagnostics is not None,
+            )
 
     def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
         if bool(enabled) == self._coroutine_origin_tracking_enabled:
             return
         if enabled:
             self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
-            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
+            depth = _DEBUG_STACK_DEPTH
+            if not self.get_debug() and self._diagnostics is not None:
+                depth = self._diagnostics.settings.origin_depth  # fewer frames: cheaper
+            sys.set_coroutine_origin_tracking_depth(depth)
         else:
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = bool(enabled)
 
     def stats(self) -> dict[str, Any]:
-        """Counters of the loop's work: iterations, callbacks run, timers, I/O events, backlog."""
-        return self._stats()
+        """Counters of the loop's work: iterations, callbacks run, timers, I/O events, backlog.
+
+        With diagnostics on, also time blocked, timer lateness and task counts.
+        """
+        stats = self._stats()
+        if self._diagnostics is not None:
+            stats.update(self._diagnostics.stats())
+        return stats
 
     # -- callbacks: the Python side of the Rust core's error and debug paths ---------------
 
@@ -261,6 +292,8 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         """Route an error report to the handler set by `set_exception_handler`, or log it."""
+        if self._diagnostics is not None:
+            self._diagnostics.exception_context(context)
         if self._exception_handler is None:
             try:
                 self.default_exception_handler(context)
