@@ -363,11 +363,11 @@ class PendingTasksReport(Report):
     @property
     def message(self) -> str:
         n = len(self.tasks)
-        tasks = "task was" if n == 1 else "tasks were"
+        tasks, they = ("task was", "it was") if n == 1 else ("tasks were", "they were")
         if self.cancelled_at_shutdown:
             return (
                 f"{n} {tasks} still pending at shutdown and had to be cancelled; "
-                "what they were doing may be left half done"
+                f"what {they} doing may be left half done"
             )
         return f"{n} {tasks} still pending when the loop was closed; they will never finish"
 

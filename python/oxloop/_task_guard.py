@@ -175,9 +175,9 @@ class TaskGuard:
     def rate(self) -> float:
         """Tasks created per second over the last second or so."""
         elapsed = time.monotonic() - self._rate_start
-        if elapsed < 0.1:
+        if elapsed < 0.1 and self._last_rate:  # too short a window: the previous one's rate
             return self._last_rate
-        return (self.created - self._rate_created) / elapsed
+        return (self.created - self._rate_created) / max(elapsed, 1e-3)
 
     def top_sites(self, n: int = TOP_SITES) -> list[tuple[Frame | None, int]]:
         ranked = sorted(self.sites.items(), key=lambda item: item[1], reverse=True)[:n]

@@ -87,16 +87,20 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
     _clock_resolution = time.get_clock_info("monotonic").resolution
 
     def __init__(self, *, diagnostics: Any = None) -> None:
-        super().__init__()
         # Diagnostics (oxloop.diagnostics): None unless switched on, so the module is not even
-        # imported by default. `diagnostics` is True/False/None (the environment) or Settings.
-        self._diagnostics: Any = None
+        # imported by default. `diagnostics` is True/False/None (the environment) or Settings;
+        # a bad value raises here, before the loop exists.
+        settings = None
         if diagnostics or (diagnostics is None and _diagnostics_requested_by_environment()):
-            from . import diagnostics as _diagnostics
+            from . import diagnostics as diagnostics_module
 
-            settings = _diagnostics.resolve(diagnostics)
-            if settings is not None:
-                self._diagnostics = _diagnostics.Diagnostics(self, settings, native=True)
+            try:
+                settings = diagnostics_module.resolve(diagnostics)
+            except BaseException:
+                self._close_core()  # the core (made by __new__) exists: release its poller
+                raise
+        super().__init__()
+        self._diagnostics: Any = None
         self._exception_handler: Callable[..., Any] | None = None
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_shutdown_called = False
@@ -107,6 +111,12 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
         self._signal_handlers: dict[int, tuple[Callable[..., Any], tuple, contextvars.Context]] = {}
         self._signal_sockets: tuple[socket.socket, socket.socket] | None = None
         self.set_debug(_debug_requested_by_environment())
+        if settings is not None:
+            try:
+                self._diagnostics = diagnostics_module.Diagnostics(self, settings, native=True)
+            except BaseException:
+                self.close()  # e.g. the JSON-lines file cannot be opened: no loop, no leak
+                raise
 
     def __repr__(self) -> str:
         return (
