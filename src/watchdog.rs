@@ -161,6 +161,9 @@ fn watch(shared: Arc<Shared>, on_block: Py<PyAny>, on_end: Py<PyAny>) {
             break;
         }
     }
+    // Release the Python callbacks while attached; if the interpreter is shutting down they
+    // are left to pyo3's deferred release instead.
+    Python::try_attach(move |_py| drop((on_block, on_end)));
 }
 
 /// The watchdog of one loop; `Watchdog(core, threshold_seconds, on_block, on_end)` starts its

@@ -13,6 +13,7 @@ checking the right line number when the file changes.
 import asyncio
 import dataclasses
 import gc
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,23 @@ def test_forgotten_await_names_the_coroutine_and_its_creation_line(diagnosed):
     assert report.location.filename == __file__
     assert report.location.function.endswith("main")
     assert "send_email() was never awaited" in report.format()
+
+
+def test_forgotten_await_without_origin_tracking_reports_where_it_was_dropped(diagnosed):
+    depth_during_run = []
+
+    async def main():
+        depth_during_run.append(sys.get_coroutine_origin_tracking_depth())
+        send_email("b@example.com")  # <- dropped
+        await asyncio.sleep(0)
+
+    with pytest.warns(RuntimeWarning, match="send_email' was never awaited"):
+        diagnosed.run(main(), origin_depth=0)
+    assert depth_during_run == [0]  # no per-coroutine cost
+    [report] = diagnosed.of_kind("forgotten_await")
+    assert report.origin == []
+    assert report.location.lineno == line_of("dropped")
+    assert report.format().splitlines()[1] == f"  dropped at {report.location}"
 
 
 def test_awaited_coroutine_is_not_reported(diagnosed):

@@ -231,18 +231,22 @@ class ForgottenAwaitReport(Report):
     """A coroutine was created, never awaited, and destroyed: its code never ran."""
 
     kind: ClassVar[str] = "forgotten_await"
-    location_label: ClassVar[str] = "created at"
 
     coroutine: str
-    origin: list[Frame]  # where it was created, outermost first (empty when unknown)
+    origin: list[Frame]  # where it was created, outermost first (empty: not tracked)
+    dropped_at: Frame | None  # the line running when it was destroyed
 
     @property
     def message(self) -> str:
         return f"coroutine {self.coroutine}() was never awaited, so it never ran"
 
     @property
+    def location_label(self) -> str:  # type: ignore[override]
+        return "created at" if self.origin else "dropped at"
+
+    @property
     def location(self) -> Frame | None:
-        return self.origin[-1] if self.origin else None
+        return self.origin[-1] if self.origin else self.dropped_at
 
     def details(self) -> list[str]:
         lines = []
@@ -251,7 +255,8 @@ class ForgottenAwaitReport(Report):
             lines += format_stack(self.origin)
         elif not self.origin:
             lines.append(
-                "creation site unknown: it was created on a thread that no diagnosed loop runs on"
+                "where it was created is unknown (coroutine origin tracking is off here); "
+                "it was dropped on the line above"
             )
         lines.append(
             f"fix: `await {self.coroutine}(...)`, or run it concurrently with "
@@ -260,7 +265,11 @@ class ForgottenAwaitReport(Report):
         return lines
 
     def fields(self) -> dict[str, Any]:
-        return {"coroutine": self.coroutine, "origin": [f.to_dict() for f in self.origin]}
+        return {
+            "coroutine": self.coroutine,
+            "origin": [f.to_dict() for f in self.origin],
+            "dropped_at": self.dropped_at.to_dict() if self.dropped_at else None,
+        }
 
 
 def _exception_fields(exc: BaseException) -> dict[str, Any]:

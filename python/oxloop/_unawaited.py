@@ -12,6 +12,7 @@ RuntimeWarning itself, attributed to the same line as CPython's own, so warning 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import warnings
 import weakref
@@ -54,7 +55,9 @@ def _listener_for_here() -> Any:
 def _unawaited(coro: Any) -> None:
     diag = _listener_for_here()
     if diag is not None:
-        diag.forgotten_await(coro)
+        caller = sys._getframe(1)  # running when the coroutine died: where it was dropped
+        code = caller.f_code
+        diag.forgotten_await(coro, Frame(code.co_filename, caller.f_lineno, code.co_qualname))
     message = f"coroutine '{coro.__qualname__}' was never awaited"
     origin = origin_frames(coro)
     if origin:

@@ -83,8 +83,10 @@ class Settings:
         (``OXLOOP_DIAGNOSTICS_JSONL``).
     log: log every report on the ``oxloop.diagnostics`` logger (WARNING).
     opentelemetry: add span events when ``opentelemetry-api`` is importable.
-    origin_depth: frames kept of where each coroutine was created (for forgotten awaits); more
-        frames cost more per coroutine.
+    origin_depth: frames kept of where each coroutine was created (coroutine origin tracking,
+        for forgotten awaits). It costs on every coroutine created, about 0.2 us at 1 frame
+        and 0.5-1 us at 3; 0 switches tracking off, and a forgotten await is then reported
+        where it was dropped (the same line when the call's result is simply discarded).
     summary_at_close: log a summary when the loop closes, if anything was reported.
     """
 
@@ -94,7 +96,7 @@ class Settings:
     jsonl_path: str | os.PathLike | None = None
     log: bool = True
     opentelemetry: bool = True
-    origin_depth: int = 3
+    origin_depth: int = 1
     summary_at_close: bool = True
 
     def __post_init__(self) -> None:
@@ -105,8 +107,8 @@ class Settings:
             )
         if self.task_soft_limit < 1:
             raise ValueError(f"task_soft_limit must be at least 1, got {self.task_soft_limit!r}")
-        if self.origin_depth < 1:
-            raise ValueError(f"origin_depth must be at least 1, got {self.origin_depth!r}")
+        if self.origin_depth < 0:
+            raise ValueError(f"origin_depth must be 0 or more, got {self.origin_depth!r}")
         if self.hook is not None and not callable(self.hook):
             raise TypeError(f"hook must be callable, got {self.hook!r}")
 
@@ -298,12 +300,13 @@ class Diagnostics:
         _SESSION.add(report)
         self._sinks.emit(report)
 
-    def forgotten_await(self, coro: Any) -> None:
+    def forgotten_await(self, coro: Any, dropped_at: Frame | None) -> None:
         self._emit(
             ForgottenAwaitReport(
                 loop_id=self._loop_id,
                 coroutine=coro.__qualname__,
                 origin=_unawaited.origin_frames(coro),
+                dropped_at=dropped_at,
             )
         )
 
@@ -357,7 +360,9 @@ def attach(loop: asyncio.AbstractEventLoop, settings: bool | Settings = True) ->
     if loop in _BY_LOOP:
         return _BY_LOOP[loop]
     diag = Diagnostics(loop, resolved, native=False)
-    saved_depth = _set_origin_depth(resolved.origin_depth)
+    saved_depth = sys.get_coroutine_origin_tracking_depth()
+    if resolved.origin_depth:
+        sys.set_coroutine_origin_tracking_depth(resolved.origin_depth)
     original_handler = loop.call_exception_handler
     original_close = loop.close
 
@@ -368,18 +373,12 @@ def attach(loop: asyncio.AbstractEventLoop, settings: bool | Settings = True) ->
     def close() -> None:
         if not loop.is_closed() and not loop.is_running():
             diag.loop_closing()
-            _set_origin_depth(saved_depth)
+            sys.set_coroutine_origin_tracking_depth(saved_depth)
         original_close()
 
     loop.call_exception_handler = call_exception_handler  # type: ignore[method-assign]
     loop.close = close  # type: ignore[method-assign]
     return diag
-
-
-def _set_origin_depth(depth: int) -> int:
-    saved = sys.get_coroutine_origin_tracking_depth()
-    sys.set_coroutine_origin_tracking_depth(depth)
-    return saved
 
 
 _summary_at_exit = False

@@ -136,7 +136,7 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
         """Run until `stop()` is called."""
         self._check_closed()
         self._check_running()
-        self._set_coroutine_origin_tracking(self.get_debug() or self._diagnostics is not None)
+        self._set_coroutine_origin_tracking(self._wants_coroutine_origins(self.get_debug()))
         if self._diagnostics is not None:
             self._diagnostics.loop_starting()
         saved_hooks = sys.get_asyncgen_hooks()
@@ -205,9 +205,14 @@ class Loop(_oxloop.LoopCore, asyncio.AbstractEventLoop):
         super().set_debug(enabled)
         if self.is_running():
             self.call_soon_threadsafe(
-                self._set_coroutine_origin_tracking,
-                bool(enabled) or self._diagnostics is not None,
+                self._set_coroutine_origin_tracking, self._wants_coroutine_origins(bool(enabled))
             )
+
+    def _wants_coroutine_origins(self, debug: bool) -> bool:
+        """Debug mode tracks where coroutines are created; diagnostics too, unless told not to."""
+        return debug or (
+            self._diagnostics is not None and self._diagnostics.settings.origin_depth > 0
+        )
 
     def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
         if bool(enabled) == self._coroutine_origin_tracking_enabled:
