@@ -9,6 +9,7 @@ ratio to uvloop (uvloop time / loop time, so >1 means faster than uvloop).
     python bench/core.py                       # 5 rounds, all rows, all loops
     python bench/core.py --rounds 9 --rows call_soon,timers --json bench/results/run.json
     python bench/core.py --quick               # smoke run: tiny sizes, 1 round
+    python bench/core.py --loops oxloop,oxloop-diag --rows call_soon   # cost of diagnostics
 
 See bench/README.md for what each row measures and how to read the ratios.
 """
@@ -29,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 ALL_LOOPS = ("asyncio", "uvloop", "oxloop")
+# Selectable with --loops, not run by default: oxloop with its diagnostics mode on.
+EXTRA_LOOPS = ("oxloop-diag",)
 WORKER_TIMEOUT = 300  # seconds; a hung loop fails its cell instead of hanging the run
 
 
@@ -238,7 +241,13 @@ def make_loop(name):
     if name == "oxloop":
         import oxloop
 
-        return oxloop.new_event_loop()
+        return oxloop.new_event_loop(diagnostics=False)
+    if name == "oxloop-diag":
+        import oxloop
+        from oxloop.diagnostics import Settings
+
+        # Everything on; reports would only go to the log, and a benchmark provokes none.
+        return oxloop.new_event_loop(diagnostics=Settings(summary_at_close=False))
     raise ValueError(f"unknown loop {name!r}")
 
 
@@ -247,7 +256,7 @@ def probe(loop_name):
     loop = make_loop(loop_name)
     try:
         cls = type(loop)
-        module = sys.modules[loop_name]
+        module = sys.modules[loop_name.split("-")[0]]
         return {
             "version": getattr(module, "__version__", None),
             "file": getattr(module, "__file__", None),
@@ -284,7 +293,9 @@ def work(loop_name, row_name, n):
 
 def spawn(args):
     """Run this script in a child process with `args`; return (parsed JSON or None, error)."""
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    # OXLOOP_DIAGNOSTICS* would switch diagnostics on in the plain oxloop workers too.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OXLOOP_DIAGNOSTICS")}
+    env["PYTHONHASHSEED"] = "0"
     try:
         proc = subprocess.run(
             [sys.executable, os.path.abspath(__file__), *args],
@@ -364,7 +375,7 @@ def parse_args(argv):
             p.error(f"unknown {what} {unknown or text!r}; choose from {','.join(allowed)}")
         return [x for x in allowed if x in chosen]  # canonical order
 
-    args.loops = subset(args.loops, ALL_LOOPS, "loop(s)")
+    args.loops = subset(args.loops, ALL_LOOPS + EXTRA_LOOPS, "loop(s)")
     args.rows = subset(args.rows, list(ROWS), "row(s)")
     if args.rounds is None:
         args.rounds = 1 if args.quick else 5
@@ -421,6 +432,10 @@ def run_parent(args):
             for loop, s in samples[row].items()
         }
         entry = {"target": ROWS[row].target, "loops": stats, "ratio_to_uvloop": {}}
+        if stats.get("oxloop") and stats.get("oxloop-diag"):
+            # What switching diagnostics on costs: time with them / time without, minus one.
+            cost = stats["oxloop-diag"]["median"] / stats["oxloop"]["median"] - 1
+            entry["diagnostics_cost"] = cost
         uv = stats.get("uvloop")
         for loop in ("oxloop", "asyncio"):
             if uv and stats.get(loop):
@@ -478,6 +493,9 @@ def render(report, ratios):
     out.append("")
 
     head = ["row"] + [f"{lp} ns/op [min-max]" for lp in loops]
+    diag_cost = "oxloop" in loops and "oxloop-diag" in loops
+    if diag_cost:
+        head.append("diagnostics cost")
     if ratios:
         head += [f"{lp} vs uvloop" for lp in ("oxloop", "asyncio") if lp in loops]
         if "oxloop" in loops:
@@ -486,6 +504,9 @@ def render(report, ratios):
     out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|")
     for row, entry in report["rows"].items():
         cells = [row] + [fmt_cell(entry["loops"].get(lp), report["rounds"]) for lp in loops]
+        if diag_cost:
+            cost = entry.get("diagnostics_cost")
+            cells.append("n/a" if cost is None else f"{cost * 100:+.1f}%")
         if ratios:
             for lp in ("oxloop", "asyncio"):
                 if lp in loops:
@@ -499,6 +520,8 @@ def render(report, ratios):
     out.append("")
     if ratios:
         out.append("Ratios are uvloop time / loop time: above 1.00x is faster than uvloop.")
+    if diag_cost:
+        out.append("Diagnostics cost: oxloop-diag time / oxloop time - 1 (medians).")
     out += ["", "Rows:"] + [f"- {r}: {ROWS[r].what}" for r in report["rows"]]
     for e in report["errors"]:
         out.append(f"- FAILED: {e}")

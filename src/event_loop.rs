@@ -378,6 +378,11 @@ impl LoopCore {
         )))
     }
 
+    /// The counters, shared with the diagnostics watchdog thread.
+    pub(crate) fn stats(&self) -> &Arc<LoopStats> {
+        &self.stats
+    }
+
     #[inline]
     fn check_closed(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
@@ -614,10 +619,18 @@ impl LoopCore {
                 return Ok(0);
             }
             let end = clock::monotonic() + clock::RESOLUTION;
+            // Diagnostics only (off: one relaxed load per batch): how late each timer is.
+            let lag = &self.stats.timer_lag;
+            let record_lag = lag.is_recording();
             self.ready.with(py, |queue| {
                 timers.pop_due(
                     end,
-                    &mut |t: Py<TimerHandle>| queue.push_back(Ready::Timer(t)),
+                    &mut |t: Py<TimerHandle>| {
+                        if record_lag {
+                            lag.record(end - t.get().deadline());
+                        }
+                        queue.push_back(Ready::Timer(t))
+                    },
                     &mut garbage,
                 )
             })

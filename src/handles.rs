@@ -281,6 +281,11 @@ impl TimerHandle {
             heap_cancelled,
         }
     }
+
+    /// The loop time the timer is due at.
+    pub fn deadline(&self) -> f64 {
+        self.when
+    }
 }
 
 #[pymethods]

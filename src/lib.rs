@@ -4,6 +4,7 @@
 
 mod buffer;
 mod clock;
+mod diagnostics;
 mod event_loop;
 mod fastcall;
 mod gil_cell;
@@ -15,6 +16,7 @@ mod stream;
 mod timers;
 mod transport;
 mod udp;
+mod watchdog;
 
 use pyo3::prelude::*;
 
@@ -29,5 +31,8 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock::recv_into_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock::send_nowait, m)?)?;
+    m.add_class::<watchdog::Watchdog>()?;
+    m.add_function(wrap_pyfunction!(diagnostics::_set_timer_lag_recording, m)?)?;
+    m.add_function(wrap_pyfunction!(diagnostics::_timer_lag, m)?)?;
     Ok(())
 }

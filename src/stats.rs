@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::diagnostics::TimerLag;
+
 #[derive(Default)]
 pub struct LoopStats {
     pub iterations: AtomicU64,
@@ -16,6 +18,8 @@ pub struct LoopStats {
     pub poll_wait_ns: AtomicU64,
     /// Coarse monotonic nanoseconds at which the running callback started; 0 between callbacks.
     pub callback_started_ns: AtomicU64,
+    /// Timer lateness, recorded only while diagnostics are on.
+    pub timer_lag: TimerLag,
 }
 
 impl LoopStats {

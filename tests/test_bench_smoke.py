@@ -1,8 +1,9 @@
 """Smoke test of the benchmark harness, bench/core.py: it runs every row and reports it.
 
 This is not a timed test and asserts nothing about speed: it runs the harness with tiny sizes
-(`--quick --rounds 1`) on stock asyncio and oxloop, and checks that it exits 0 (every worker
-process ran its workload to completion) and that the table and the JSON have every row.
+(`--quick --rounds 1`) on stock asyncio, oxloop and oxloop with diagnostics on, and checks that
+it exits 0 (every worker process ran its workload to completion) and that the table and the
+JSON have every row.
 """
 
 import importlib.util
@@ -50,7 +51,7 @@ def test_quick_run_reports_every_row(tmp_path):
             "--rounds",
             "1",
             "--loops",
-            "asyncio,oxloop",
+            "asyncio,oxloop,oxloop-diag",
             "--json",
             str(out_json),
         ],
@@ -68,9 +69,12 @@ def test_quick_run_reports_every_row(tmp_path):
     assert "FAILED" not in proc.stdout
     assert "absolute numbers only" in proc.stdout  # uvloop was not selected: no ratios
 
+    assert "diagnostics cost" in proc.stdout
+
     report = json.loads(out_json.read_text())
-    assert report["loops"] == ["asyncio", "oxloop"]
+    assert report["loops"] == ["asyncio", "oxloop", "oxloop-diag"]
     assert list(report["rows"]) == rows
     for row, entry in report["rows"].items():
-        for loop in ("asyncio", "oxloop"):
+        for loop in ("asyncio", "oxloop", "oxloop-diag"):
             assert entry["loops"][loop]["median"] > 0, (row, loop)
+        assert "diagnostics_cost" in entry, row

@@ -12,32 +12,40 @@ Futures and tasks are asyncio's own, so every asyncio API and introspection tool
 """
 
 import asyncio as _asyncio
+import functools as _functools
 import threading as _threading
 from collections.abc import Awaitable as _Awaitable
 from typing import TypeVar as _TypeVar
 
+from ._task_tree import dump_tasks
 from .loop import Loop
 
-__all__ = ["Loop", "EventLoopPolicy", "new_event_loop", "run", "install"]
+__all__ = ["Loop", "EventLoopPolicy", "new_event_loop", "run", "install", "dump_tasks"]
 __version__ = "0.1.0"
 
 _T = _TypeVar("_T")
 
 
-def new_event_loop() -> Loop:
-    """Return a new oxloop event loop (not set as the current loop)."""
-    return Loop()
+def new_event_loop(*, diagnostics=None) -> Loop:
+    """Return a new oxloop event loop (not set as the current loop).
+
+    `diagnostics`: True, False, an `oxloop.diagnostics.Settings`, or None to follow the
+    ``OXLOOP_DIAGNOSTICS`` environment variable (see `oxloop.diagnostics`).
+    """
+    return Loop(diagnostics=diagnostics)
 
 
-def run(main: _Awaitable[_T], *, debug: bool | None = None) -> _T:
+def run(main: _Awaitable[_T], *, debug: bool | None = None, diagnostics=None) -> _T:
     """Run a coroutine on a new oxloop loop and return its result.
 
     The semantics of `asyncio.run`: leftover tasks are cancelled, async generators and the
-    default executor are shut down, and the loop is closed.
+    default executor are shut down, and the loop is closed. `diagnostics` as in
+    `new_event_loop`.
     """
     if _asyncio._get_running_loop() is not None:
         raise RuntimeError("oxloop.run() cannot be called from a running event loop")
-    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+    factory = _functools.partial(new_event_loop, diagnostics=diagnostics)
+    with _asyncio.Runner(debug=debug, loop_factory=factory) as runner:
         return runner.run(main)
 
 

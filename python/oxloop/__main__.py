@@ -2,6 +2,7 @@
 
     python -m oxloop script.py [args ...]     # like `python script.py [args ...]`
     python -m oxloop -m module [args ...]     # like `python -m module [args ...]`
+    python -m oxloop --diagnose script.py     # with oxloop's diagnostics, and a summary at exit
 
 oxloop.install() is called first, so `asyncio.run()`, `asyncio.Runner()` and
 `asyncio.new_event_loop()` in the program create oxloop loops; the program itself needs no
@@ -20,8 +21,8 @@ from typing import NamedTuple
 from . import install
 
 USAGE = """\
-usage: python -m oxloop [-h] script.py [args ...]
-       python -m oxloop [-h] -m module [args ...]
+usage: python -m oxloop [-h] [--diagnose] script.py [args ...]
+       python -m oxloop [-h] [--diagnose] -m module [args ...]
 
 Run a Python script or module with oxloop as the asyncio event loop: asyncio.run(),
 asyncio.Runner() and asyncio.new_event_loop() in it create oxloop loops.
@@ -29,6 +30,9 @@ asyncio.Runner() and asyncio.new_event_loop() in it create oxloop loops.
 options:
   -h, --help   show this message and exit
   -m module    run a library module as a script, like `python -m module`
+  --diagnose   switch on oxloop's diagnostics (blocking calls, forgotten awaits, lost
+               exceptions, swallowed cancellations, task floods) for every loop the program
+               makes, and print a summary to stderr when it ends
 """
 
 
@@ -38,6 +42,7 @@ class Invocation(NamedTuple):
     is_module: bool
     target: str
     args: list[str]
+    diagnose: bool = False
 
 
 class UsageError(Exception):
@@ -47,22 +52,26 @@ class UsageError(Exception):
 def parse_args(argv: list[str]) -> Invocation:
     """Parse `argv` (without the program name): oxloop's options, then the program to run.
 
-    Each option of oxloop's is one branch of the loop below: a flag (a future ``--diagnose``,
-    say) records itself and continues with the next argument; the first argument that is not
-    an option is the script, and ``-m`` takes the module name. The rest belongs to the program.
+    Each option of oxloop's is one branch of the loop below: a flag (``--diagnose``) records
+    itself and continues with the next argument; the first argument that is not an option is
+    the script, and ``-m`` takes the module name. The rest belongs to the program.
     """
+    diagnose = False
     for i, arg in enumerate(argv):
         if arg in ("-h", "--help"):
             raise UsageError()
+        if arg == "--diagnose":
+            diagnose = True
+            continue
         if arg == "-m":
             if i + 1 == len(argv):
                 raise UsageError("-m needs a module name")
-            return Invocation(True, argv[i + 1], argv[i + 2 :])
+            return Invocation(True, argv[i + 1], argv[i + 2 :], diagnose)
         if arg.startswith("-m"):  # -mmodule, as Python accepts
-            return Invocation(True, arg[2:], argv[i + 1 :])
+            return Invocation(True, arg[2:], argv[i + 1 :], diagnose)
         if arg.startswith("-"):
             raise UsageError(f"unknown option {arg!r}")
-        return Invocation(False, arg, argv[i + 1 :])
+        return Invocation(False, arg, argv[i + 1 :], diagnose)
     raise UsageError()
 
 
@@ -104,6 +113,13 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE, end="", file=sys.stderr)
         sys.exit(2)
     install()
+    if invocation.diagnose:
+        # Through the environment, so every loop the program makes (and its child processes
+        # running oxloop) is diagnosed; the per-loop summaries give way to one at the end.
+        os.environ["OXLOOP_DIAGNOSTICS"] = "1"
+        from . import diagnostics
+
+        diagnostics.print_summary_at_exit()
     if invocation.is_module:
         run_module(invocation.target, invocation.args)
     else:

@@ -147,3 +147,34 @@ class TransportCore:
 def recv_nowait(fd: int, n: int) -> bytes | None: ...
 def recv_into_nowait(fd: int, buffer: Any) -> int | None: ...
 def send_nowait(fd: int, data: Any) -> int: ...
+
+class Watchdog:
+    """The blocking-the-loop watchdog thread of the diagnostics mode (src/watchdog.rs).
+
+    Starts a thread that calls ``on_block(episode, seconds_so_far, still_running)`` when a
+    callback of `core`'s loop runs past `threshold_seconds`, and ``on_end(episode, seconds)``
+    when it is over. ``stop()`` joins the thread.
+    """
+
+    def __init__(
+        self,
+        core: LoopCore,
+        threshold_seconds: float,
+        on_block: Callable[[int, float, bool], object],
+        on_end: Callable[[int, float], object],
+    ) -> None: ...
+    def stop(self) -> None: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def blocked_seconds(self) -> float: ...
+    @property
+    def episodes(self) -> int: ...
+    @property
+    def threshold_seconds(self) -> float: ...
+
+def _set_timer_lag_recording(core: LoopCore, on: bool) -> None:
+    """Switch timer-lateness recording on or off (on: from an empty histogram)."""
+
+def _timer_lag(core: LoopCore) -> dict[str, Any]:
+    """``{"count", "mean_seconds", "max_seconds", "buckets": [(upper_bound | None, n), ...]}``."""

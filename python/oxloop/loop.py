@@ -61,6 +61,12 @@ def _debug_requested_by_environment() -> bool:
     return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
 
 
+def _diagnostics_requested_by_environment() -> bool:
+    """``OXLOOP_DIAGNOSTICS`` set to anything but '', 0, false, no or off (oxloop.diagnostics)."""
+    value = os.environ.get("OXLOOP_DIAGNOSTICS", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
 def _is_coroutine_function(func: Any) -> bool:
     return asyncio.iscoroutinefunction(func)
 
@@ -82,8 +88,21 @@ class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.Abs
     # Timers due within this much of "now" run in the current iteration (as stock asyncio).
     _clock_resolution = time.get_clock_info("monotonic").resolution
 
-    def __init__(self) -> None:
+    def __init__(self, *, diagnostics: Any = None) -> None:
+        # Diagnostics (oxloop.diagnostics): None unless switched on, so the module is not even
+        # imported by default. `diagnostics` is True/False/None (the environment) or Settings;
+        # a bad value raises here, before the loop exists.
+        settings = None
+        if diagnostics or (diagnostics is None and _diagnostics_requested_by_environment()):
+            from . import diagnostics as diagnostics_module
+
+            try:
+                settings = diagnostics_module.resolve(diagnostics)
+            except BaseException:
+                self._close_core()  # the core (made by __new__) exists: release its poller
+                raise
         super().__init__()
+        self._diagnostics: Any = None
         self._exception_handler: Callable[..., Any] | None = None
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_shutdown_called = False
@@ -94,6 +113,12 @@ class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.Abs
         self._signal_handlers: dict[int, tuple[Callable[..., Any], tuple, contextvars.Context]] = {}
         self._signal_sockets: tuple[socket.socket, socket.socket] | None = None
         self.set_debug(_debug_requested_by_environment())
+        if settings is not None:
+            try:
+                self._diagnostics = diagnostics_module.Diagnostics(self, settings, native=True)
+            except BaseException:
+                self.close()  # e.g. the JSON-lines file cannot be opened: no loop, no leak
+                raise
 
     def __repr__(self) -> str:
         return (
@@ -113,7 +138,9 @@ class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.Abs
         """Run until `stop()` is called."""
         self._check_closed()
         self._check_running()
-        self._set_coroutine_origin_tracking(self.get_debug())
+        self._set_coroutine_origin_tracking(self._wants_coroutine_origins(self.get_debug()))
+        if self._diagnostics is not None:
+            self._diagnostics.loop_starting()
         saved_hooks = sys.get_asyncgen_hooks()
         try:
             sys.set_asyncgen_hooks(
@@ -158,6 +185,8 @@ class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.Abs
             return
         if self.get_debug():
             logger.debug("Close %r", self)
+        if self._diagnostics is not None:
+            self._diagnostics.loop_closing()  # reports what is certain now; stops the watchdog
         self._remove_all_signal_handlers()
         self._close_core()
         executor, self._default_executor = self._default_executor, None
@@ -177,21 +206,38 @@ class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.Abs
     def set_debug(self, enabled: bool) -> None:
         super().set_debug(enabled)
         if self.is_running():
-            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, bool(enabled))
+            self.call_soon_threadsafe(
+                self._set_coroutine_origin_tracking, self._wants_coroutine_origins(bool(enabled))
+            )
+
+    def _wants_coroutine_origins(self, debug: bool) -> bool:
+        """Debug mode tracks where coroutines are created; diagnostics too, unless told not to."""
+        return debug or (
+            self._diagnostics is not None and self._diagnostics.settings.origin_depth > 0
+        )
 
     def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
         if bool(enabled) == self._coroutine_origin_tracking_enabled:
             return
         if enabled:
             self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
-            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
+            depth = _DEBUG_STACK_DEPTH
+            if not self.get_debug() and self._diagnostics is not None:
+                depth = self._diagnostics.settings.origin_depth  # fewer frames: cheaper
+            sys.set_coroutine_origin_tracking_depth(depth)
         else:
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = bool(enabled)
 
     def stats(self) -> dict[str, Any]:
-        """Counters of the loop's work: iterations, callbacks run, timers, I/O events, backlog."""
-        return self._stats()
+        """Counters of the loop's work: iterations, callbacks run, timers, I/O events, backlog.
+
+        With diagnostics on, also time blocked, timer lateness and task counts.
+        """
+        stats = self._stats()
+        if self._diagnostics is not None:
+            stats.update(self._diagnostics.stats())
+        return stats
 
     # -- callbacks: the Python side of the Rust core's error and debug paths ---------------
 
@@ -275,6 +321,8 @@ class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.Abs
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         """Route an error report to the handler set by `set_exception_handler`, or log it."""
+        if self._diagnostics is not None:
+            self._diagnostics.exception_context(context)
         if self._exception_handler is None:
             try:
                 self.default_exception_handler(context)

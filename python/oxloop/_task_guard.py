@@ -1,0 +1,253 @@
+"""The task side of the diagnostics mode, built on the loop's task factory.
+
+While diagnostics are on, the loop creates its tasks through `TaskGuard.create_task`, which
+makes a `Task` (asyncio's C task with four slots more), notes where it was created, and counts
+it. From that it reports:
+
+- **task flood**: live tasks, high-water mark, creation rate and the top creation sites; one
+  warning when the live count crosses the soft limit (again only after it fell below half);
+- **swallowed cancellation**: a task that ``cancel()`` was called on and that finished without
+  raising CancelledError, with the await stack it had when ``cancel()`` was called;
+- **tasks pending at shutdown**: tasks ``asyncio.run()`` had to cancel after the main coroutine
+  returned (recognised by who calls ``cancel()``), and tasks still pending when the loop closes;
+- **lost exception**: a failed task whose exception nobody retrieved, reported when asyncio's
+  finaliser says so (the task was collected) or, for tasks still alive, when the loop closes.
+
+It needs nothing from oxloop's core, so it works on stock asyncio loops too (see
+`oxloop.diagnostics.attach`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from . import _task_tree
+from ._reports import (
+    Frame,
+    LostExceptionReport,
+    PendingTasksReport,
+    Report,
+    SwallowedCancellationReport,
+    TaskFloodReport,
+)
+
+__all__ = ["Task", "TaskGuard", "creation_site", "MACHINERY"]
+
+# Frames in these directories are asyncio's or oxloop's machinery, not where the user made a
+# task: create_task, gather, ensure_future, TaskGroup, Runner, oxloop.run.
+MACHINERY = (
+    os.path.dirname(asyncio.__file__) + os.sep,
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+)
+
+# asyncio.run() and asyncio.Runner cancel the leftover tasks from this function.
+_CANCEL_ALL_TASKS = getattr(getattr(asyncio.runners, "_cancel_all_tasks", None), "__code__", None)
+
+TOP_SITES = 5
+
+
+def creation_site(frame: Any) -> tuple[str, int, str] | None:
+    """The first frame, going out from `frame`, that is not asyncio's or oxloop's: a raw
+    ``(filename, lineno, function)`` tuple (a `Frame` once reported)."""
+    while frame is not None:
+        code = frame.f_code
+        if not code.co_filename.startswith(MACHINERY):
+            return (code.co_filename, frame.f_lineno, code.co_qualname)
+        frame = frame.f_back
+    return None
+
+
+class Task(asyncio.Task):
+    """asyncio's Task, plus where it was created and its await stack when first cancelled.
+
+    Named ``Task`` so that its repr and asyncio's messages about it read as usual.
+    """
+
+    __slots__ = ("_oxloop_site", "_oxloop_cancel_stack", "_oxloop_at_shutdown", "_oxloop_reported")
+
+    def cancel(self, msg: Any = None) -> bool:
+        if not self.done():
+            if self._oxloop_cancel_stack is None:
+                self._oxloop_cancel_stack = _task_tree.await_stack(self.get_coro())
+            # Checked on every call: gather() may have cancelled it first, as its parent was.
+            if sys._getframe(1).f_code is _CANCEL_ALL_TASKS:
+                self._oxloop_at_shutdown = True
+        return super().cancel(msg)
+
+
+def _outcome(task: asyncio.Task) -> str:
+    exc = task._exception  # read without marking it retrieved
+    if exc is not None:
+        return f"raised {exc!r}"
+    return f"returned {task._result!r}"
+
+
+class TaskGuard:
+    """Counts and watches the tasks of one loop; `create_task` is the loop's task factory."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, soft_limit: int, emit: Callable[[Report], None]
+    ) -> None:
+        self._loop_id = id(loop)
+        self._loop_ref = weakref.ref(loop)
+        self.soft_limit = soft_limit
+        self._emit = emit
+        self.created = 0
+        self.live = 0
+        self.high_water = 0
+        self.sites: dict[tuple[str, int, str] | None, int] = {}  # site -> live tasks
+        self._flood_armed = True
+        self._rate_start = time.monotonic()
+        self._rate_created = 0
+        self._last_rate = 0.0
+        self._failed: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
+        self._cancelled_at_shutdown: list[Any] = []
+        # Done callbacks run in this empty context instead of a copy of the creator's:
+        # one copy less per task, and the callback reads no context variables.
+        self._context = contextvars.Context()
+
+    # -- the hot path: one call per task created, one per task done -----------------------
+
+    def create_task(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Task:
+        task = Task(coro, loop=loop, **kwargs)
+        site = creation_site(sys._getframe(1))
+        task._oxloop_site = site
+        task._oxloop_cancel_stack = None
+        task._oxloop_at_shutdown = False
+        task._oxloop_reported = False
+        task.add_done_callback(self._task_done, context=self._context)
+        self.created += 1
+        self.live += 1
+        self.sites[site] = self.sites.get(site, 0) + 1
+        if self.live > self.high_water:
+            self.high_water = self.live
+            if self.live > self.soft_limit and self._flood_armed:
+                self._flood_armed = False
+                self._report_flood()
+        if not self.created & 63:  # the rate window is checked every 64 tasks, not every one
+            now = time.monotonic()
+            if now - self._rate_start >= 1.0:
+                self._last_rate = (self.created - self._rate_created) / (now - self._rate_start)
+                self._rate_start = now
+                self._rate_created = self.created
+        return task
+
+    def _task_done(self, task: Task) -> None:
+        self.live -= 1
+        site = task._oxloop_site
+        left = self.sites.get(site, 1) - 1
+        if left > 0:
+            self.sites[site] = left
+        else:
+            self.sites.pop(site, None)
+        if not self._flood_armed and self.live < self.soft_limit // 2:
+            self._flood_armed = True
+        if task.cancelled():
+            if task._oxloop_at_shutdown:
+                self._cancelled_at_shutdown.append(self._snapshot(task, task._oxloop_cancel_stack))
+            return
+        # cancelling() > 0: a cancel() request nobody withdrew (asyncio.timeout and TaskGroup
+        # withdraw theirs with uncancel() when they turn it into their own outcome).
+        if task._oxloop_cancel_stack is not None and task.cancelling() > 0:
+            snap = self._snapshot(task, task._oxloop_cancel_stack)
+            outcome = _outcome(task)
+            self._emit(
+                SwallowedCancellationReport(loop_id=self._loop_id, task=snap, outcome=outcome)
+            )
+        if task._exception is not None:
+            self._failed.add(task)
+
+    # -- reports --------------------------------------------------------------------------
+
+    @staticmethod
+    def _snapshot(task: Task, stack: list[Frame] | None) -> Any:
+        snap = _task_tree.snapshot(task)
+        if stack is not None:  # the stack as it was when cancel() was called
+            snap = type(snap)(snap.name, snap.coroutine, snap.created_at, stack)
+        return snap
+
+    def rate(self) -> float:
+        """Tasks created per second over the last second or so."""
+        elapsed = time.monotonic() - self._rate_start
+        if elapsed < 0.1 and self._last_rate:  # too short a window: the previous one's rate
+            return self._last_rate
+        return (self.created - self._rate_created) / max(elapsed, 1e-3)
+
+    def top_sites(self, n: int = TOP_SITES) -> list[tuple[Frame | None, int]]:
+        ranked = sorted(self.sites.items(), key=lambda item: item[1], reverse=True)[:n]
+        return [(Frame(*site) if site else None, count) for site, count in ranked]
+
+    def _report_flood(self) -> None:
+        self._emit(
+            TaskFloodReport(
+                loop_id=self._loop_id,
+                live=self.live,
+                limit=self.soft_limit,
+                high_water=self.high_water,
+                created=self.created,
+                rate_per_second=self.rate(),
+                top_sites=self.top_sites(),
+            )
+        )
+
+    def _report_lost(self, task: Task, noticed: str) -> None:
+        task._oxloop_reported = True
+        self._emit(
+            LostExceptionReport(
+                loop_id=self._loop_id,
+                task=_task_tree.snapshot(task),
+                exception=task._exception,
+                noticed=noticed,
+            )
+        )
+
+    def exception_context(self, context: dict[str, Any]) -> None:
+        """Sees what the loop's exception handler is given; asyncio's task finaliser reports a
+        collected task whose exception was never retrieved through it."""
+        task = context.get("future")
+        if (
+            isinstance(task, Task)
+            and not task._oxloop_reported
+            and context.get("exception") is not None
+            and context.get("exception") is task._exception
+            and str(context.get("message", "")).endswith("exception was never retrieved")
+        ):
+            self._report_lost(task, "the task was garbage-collected")
+
+    def loop_closing(self) -> None:
+        """Reports what is certain once the loop closes: tasks cancelled at shutdown, tasks
+        still pending, and failed tasks still alive whose exception nobody retrieved."""
+        if self._cancelled_at_shutdown:
+            tasks, self._cancelled_at_shutdown = self._cancelled_at_shutdown, []
+            self._emit(
+                PendingTasksReport(loop_id=self._loop_id, tasks=tasks, cancelled_at_shutdown=True)
+            )
+        loop = self._loop_ref()
+        if loop is not None:
+            pending = _task_tree._live_tasks(loop)
+            if pending:
+                self._emit(
+                    PendingTasksReport(
+                        loop_id=self._loop_id,
+                        tasks=[_task_tree.snapshot(t) for t in pending],
+                        cancelled_at_shutdown=False,
+                    )
+                )
+        for task in list(self._failed):
+            if task._log_traceback and not task._oxloop_reported:
+                self._report_lost(task, "the loop was closing")
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "tasks_created": self.created,
+            "tasks_live": self.live,
+            "tasks_high_water": self.high_water,
+            "task_creation_rate": self.rate(),
+        }
