@@ -438,7 +438,8 @@ def parse_args(argv):
             p.error(f"unknown {what} {unknown or text!r}; choose from {','.join(allowed)}")
         return [x for x in allowed if x in chosen]  # canonical order
 
-    args.loops = subset(args.loops, ALL_LOOPS, "loop(s)")
+    # oxloop-diag (oxloop with diagnostics on) only when asked for: it measures their cost.
+    args.loops = subset(args.loops, ALL_LOOPS + core.EXTRA_LOOPS, "loop(s)")
     args.rows = subset(args.rows, list(ROWS), "row(s)")
     if args.rounds is None:
         args.rounds = 1 if args.quick else 5
@@ -521,7 +522,7 @@ def row_results(row, loops, samples):
         stats[loop] = summarize(runs) if runs else None
     entry = {"unit": row.unit, "loops": stats, "ratio_to_uvloop": {}}
     uv = stats.get("uvloop")
-    for loop in ("oxloop", "asyncio", "ceiling"):
+    for loop in ("oxloop", "oxloop-diag", "asyncio", "ceiling"):
         if uv and stats.get(loop):
             a, b = uv["median"], stats[loop]["median"]
             entry["ratio_to_uvloop"][loop] = a / b if row.lower_is_better else b / a
@@ -646,7 +647,9 @@ def render(report, rows):
     out += [f"- note: {n}" for n in report["notes"]]
     out.append("")
 
-    ratio_loops = [lp for lp in ("oxloop", "asyncio", "ceiling") if ratios and lp in loops]
+    ratio_loops = [
+        lp for lp in ("oxloop", "oxloop-diag", "asyncio", "ceiling") if ratios and lp in loops
+    ]
     head = ["row", "unit"] + [f"{lp} [min-max]" for lp in loops]
     head += [f"{lp} vs uvloop" for lp in ratio_loops]
     if ratios:  # the targets are shown even without oxloop: met then says n/a
@@ -678,6 +681,16 @@ def render(report, rows):
             "Ratios are loop / uvloop for throughputs, uvloop / loop for KiB per connection: "
             "above 1.00x is better than uvloop."
         )
+
+    if "oxloop" in loops and "oxloop-diag" in loops:
+        out += ["", "Diagnostics cost (oxloop with diagnostics on vs off, medians):", ""]
+        for row in rows:
+            plain = report["rows"][row.name]["loops"].get("oxloop")
+            diag = report["rows"][row.name]["loops"].get("oxloop-diag")
+            if plain and diag:
+                a, b = plain["median"], diag["median"]
+                slower = (b / a if row.lower_is_better else a / b) - 1
+                out.append(f"- {row.name}: {slower * 100:+.1f}% slower with diagnostics on")
 
     lat_rows = [r for r in rows if r.workload in ("echo", "http")]
     if lat_rows:

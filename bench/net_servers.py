@@ -204,8 +204,9 @@ async def serve(kind, port):
 
 
 def main(argv):
-    if len(argv) != 3 or argv[0] not in core.ALL_LOOPS or argv[1] not in SERVERS:
-        loops, kinds = ",".join(core.ALL_LOOPS), ",".join(SERVERS)
+    known_loops = core.ALL_LOOPS + core.EXTRA_LOOPS
+    if len(argv) != 3 or argv[0] not in known_loops or argv[1] not in SERVERS:
+        loops, kinds = ",".join(known_loops), ",".join(SERVERS)
         sys.exit(f"usage: net_servers.py {{{loops}}} {{{kinds}}} PORT")
     loop_name, kind, port = argv[0], argv[1], int(argv[2])
     with asyncio.Runner(loop_factory=lambda: core.make_loop(loop_name)) as runner:

@@ -51,16 +51,46 @@ impl Chunk {
     }
 }
 
+/// What `write()` was given: a `bytes` object, kept by reference if it has to wait, or a view
+/// of mutable memory (bytearray, memoryview), copied only if it has to wait.
+pub(crate) enum WriteData {
+    Bytes(Py<PyBytes>),
+    View(BufferView),
+}
+
+impl WriteData {
+    fn as_slice<'a>(&'a self, py: Python<'a>) -> &'a [u8] {
+        match self {
+            WriteData::Bytes(bytes) => bytes.as_bytes(py),
+            WriteData::View(view) => view.as_slice(),
+        }
+    }
+
+    /// What is left from `offset` on, as a chunk that can wait in the queue.
+    fn into_chunk(self, offset: usize) -> Chunk {
+        match self {
+            WriteData::Bytes(bytes) => Chunk::Shared(bytes, offset),
+            WriteData::View(view) => Chunk::Owned(view.as_slice()[offset..].to_vec(), 0),
+        }
+    }
+}
+
 /// What happens after a write call changed the state: decided under the borrow, done after.
+/// A finished view comes back out to be released after the borrow.
 enum WriteOutcome {
-    Done,
-    Failed(PyErr),
+    Done(WriteData),
+    Failed(PyErr, WriteData),
     Buffered { register: bool },
 }
 
 impl TransportCore {
-    pub(crate) fn write_bytes(&self, py: Python<'_>, slf: &Py<Self>, data: Chunk) -> PyResult<()> {
-        let len = data.remaining(py).len();
+    pub(crate) fn write_bytes(
+        &self,
+        py: Python<'_>,
+        slf: &Py<Self>,
+        data: WriteData,
+    ) -> PyResult<()> {
+        let len = data.as_slice(py).len();
         let lost = self.with(py, |s| -> PyResult<Option<u32>> {
             if s.eof {
                 return Err(PyRuntimeError::new_err(
@@ -89,24 +119,29 @@ impl TransportCore {
             return Ok(());
         }
         let outcome = self.with(py, |s| {
-            let mut data = data;
             let register = s.chunks.is_empty();
+            let mut sent = 0;
             if register {
-                match send_all_or_some(self.fd(), data.remaining(py)) {
-                    Ok(n) if n == len => return WriteOutcome::Done,
-                    Ok(n) => data.advance(n),
+                match send_all_or_some(self.fd(), data.as_slice(py)) {
+                    Ok(n) if n == len => return WriteOutcome::Done(data),
+                    Ok(n) => sent = n,
                     Err(err) => {
-                        return WriteOutcome::Failed(PyErr::from(std::io::Error::from(err)));
+                        let err = PyErr::from(std::io::Error::from(err));
+                        return WriteOutcome::Failed(err, data);
                     }
                 }
             }
-            s.buffered += data.remaining(py).len();
-            s.chunks.push_back(data);
+            s.buffered += len - sent;
+            s.chunks.push_back(data.into_chunk(sent));
             WriteOutcome::Buffered { register }
         })?;
         match outcome {
-            WriteOutcome::Done => Ok(()),
-            WriteOutcome::Failed(err) => {
+            WriteOutcome::Done(data) => {
+                drop(data);
+                Ok(())
+            }
+            WriteOutcome::Failed(err, data) => {
+                drop(data);
                 self.fatal_error(py, err, "Fatal write error on socket transport")
             }
             WriteOutcome::Buffered { register } => {

@@ -24,11 +24,12 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use pyo3::{PyTraverseError, PyVisit, intern};
 use rustix::net::Shutdown;
 
+use crate::buffer::BufferView;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handles::{call_in_context, copy_current_context};
 use crate::poller::Interest;
-use crate::stream::Chunk;
+use crate::stream::{Chunk, WriteData};
 
 /// asyncio's `_SelectorTransport.max_size`: the most one read returns.
 pub const READ_SIZE: usize = 256 * 1024;
@@ -497,23 +498,19 @@ impl TransportCore {
     /// Writes `data` (bytes-like): sent now if possible, else buffered.
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let chunk = if let Ok(bytes) = data.cast::<PyBytes>() {
-            Chunk::Shared(bytes.clone().unbind(), 0)
-        } else if let Ok(array) = data.cast::<PyByteArray>() {
-            Chunk::Owned(array.to_vec(), 0)
-        } else if data.is_instance_of::<pyo3::types::PyMemoryView>() {
-            let copy = py
-                .get_type::<PyBytes>()
-                .call1((data,))?
-                .cast_into::<PyBytes>()?;
-            Chunk::Shared(copy.unbind(), 0)
+        let data = if let Ok(bytes) = data.cast::<PyBytes>() {
+            WriteData::Bytes(bytes.clone().unbind())
+        } else if data.is_instance_of::<PyByteArray>()
+            || data.is_instance_of::<pyo3::types::PyMemoryView>()
+        {
+            WriteData::View(BufferView::readable(data)?)
         } else {
             let name = data.get_type().name()?;
             return Err(PyTypeError::new_err(format!(
                 "data argument must be a bytes-like object, not '{name}'"
             )));
         };
-        slf.get().write_bytes(py, &slf.clone().unbind(), chunk)
+        slf.get().write_bytes(py, &slf.clone().unbind(), data)
     }
 
     /// Writes each bytes-like item of `list_of_data`, as one buffer.
