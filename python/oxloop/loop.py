@@ -31,6 +31,7 @@ from typing import Any
 from . import _oxloop
 from .dns import DnsMixin
 from .network import NetworkMixin
+from .pipes import PipesMixin
 from .sock_ops import SocketOpsMixin
 
 __all__ = ["Loop"]
@@ -39,13 +40,6 @@ logger = logging.getLogger("asyncio")
 
 # asyncio.constants.DEBUG_STACK_DEPTH: frames kept for coroutine origins and source tracebacks.
 _DEBUG_STACK_DEPTH = 10
-
-_NOT_IMPLEMENTED = [
-    "connect_read_pipe",
-    "connect_write_pipe",
-    "subprocess_shell",
-    "subprocess_exec",
-]
 
 
 def _debug_requested_by_environment() -> bool:
@@ -82,7 +76,14 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     """The Python-level handler for signals the loop handles through the wakeup fd."""
 
 
-class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.AbstractEventLoop):
+class Loop(
+    _oxloop.LoopCore,
+    NetworkMixin,
+    SocketOpsMixin,
+    DnsMixin,
+    PipesMixin,
+    asyncio.AbstractEventLoop,
+):
     """An asyncio event loop whose per-callback work runs in Rust."""
 
     # Timers due within this much of "now" run in the current iteration (as stock asyncio).
@@ -228,6 +229,11 @@ class Loop(_oxloop.LoopCore, NetworkMixin, SocketOpsMixin, DnsMixin, asyncio.Abs
         else:
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
         self._coroutine_origin_tracking_enabled = bool(enabled)
+
+    def _timer_handle_cancelled(self, handle: Any) -> None:
+        # asyncio's own TimerHandle calls this on cancel to count dead heap entries. Only an
+        # asyncio.TimerHandle built by hand can reach here, and it is never in our heap.
+        pass
 
     def stats(self) -> dict[str, Any]:
         """Counters of the loop's work: iterations, callbacks run, timers, I/O events, backlog.
@@ -559,20 +565,3 @@ def _set_result_unless_done(fut: asyncio.Future, result: Any) -> None:
 def _set_exception_unless_done(fut: asyncio.Future, exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
-
-
-def _not_implemented(name: str) -> Callable[..., Any]:
-    def method(self: Loop, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            f"oxloop does not implement loop.{name}() yet: pipes and subprocesses "
-            "are not supported yet (see README, 'Status')"
-        )
-
-    method.__name__ = name
-    method.__qualname__ = f"Loop.{name}"
-    return method
-
-
-for _name in _NOT_IMPLEMENTED:
-    setattr(Loop, _name, _not_implemented(_name))
-del _name
