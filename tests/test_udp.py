@@ -68,6 +68,18 @@ def test_datagram_transport_is_an_asyncio_datagram_transport(loop):
     run(loop, main())
 
 
+def test_datagram_transport_is_also_an_asyncio_transport(loop):
+    async def main():
+        server, _, client, _ = await endpoint_pair(loop)
+        assert isinstance(server, asyncio.Transport)
+        with pytest.raises(NotImplementedError):
+            server.write(b"streams only")
+        server.close()
+        client.close()
+
+    run(loop, main())
+
+
 def test_datagrams_arrive_with_their_sender_and_replies_reach_it(loop):
     async def main():
         server, server_proto, client, client_proto = await endpoint_pair(loop)

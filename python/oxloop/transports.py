@@ -249,8 +249,14 @@ class SocketTransport(_CoreTransport, _FlowControlMixin):
         self._core._reset_empty_waiter()
 
 
-class DatagramTransport(_CoreTransport, asyncio.DatagramTransport):
-    """A UDP or Unix datagram socket transport with asyncio's semantics."""
+class DatagramTransport(_CoreTransport, asyncio.Transport, asyncio.DatagramTransport):
+    """A UDP or Unix datagram socket transport with asyncio's semantics.
+
+    Also an `asyncio.Transport` (whose stream methods raise NotImplementedError), as asyncio's
+    own datagram transport is: code and tests check `isinstance(t, asyncio.Transport)`.
+    """
+
+    max_size = 256 * 1024  # the most one read returns, as asyncio's
 
     __slots__ = (*_TRANSPORT_SLOTS, "_loop", "_address", "sendto")
 

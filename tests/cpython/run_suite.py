@@ -3,13 +3,17 @@
 Usage::
 
     python tests/cpython/run_suite.py --loop asyncio|oxloop [--json out.json] [--jobs N]
-                                      [--no-shims] [modules or test ids...]
+                                      [--no-shims] [--loop-classes] [--exclude PATTERN]...
+                                      [modules or test ids...]
+    python tests/cpython/run_suite.py --loop oxloop --loop-classes -j 2 network
 
 A positional argument is a module of ``test.test_asyncio`` (``test_tasks``) or a dotted name
 inside one (``test_tasks.CTask_CFuture_Tests``, ``test_locks.LockTests.test_repr``). Without
 any, the modules in ``DEFAULT_MODULES`` run: the ones that concern only what the core loop
-builds. The tests come from the interpreter's own stdlib ``test`` package, so they match the
-running Python (3.11 here).
+builds. ``default`` stands for those, ``network`` for the modules of ``NETWORK_MODULES``.
+``--exclude`` leaves out the tests whose id matches an fnmatch pattern (they are not collected,
+so they are absent from the JSON). The tests come from the interpreter's own stdlib ``test``
+package, so they match the running Python (3.11 here).
 
 How ``--loop oxloop`` reaches every loop under test
     In the child process, before the test module is imported:
@@ -37,6 +41,32 @@ Shims (``--no-shims`` turns them off)
       loop without that attribute the shim calls ``shutdown_default_executor()`` and
       ``close()`` instead.
 
+Selector-loop test classes (``--loop-classes``)
+    The networking modules (``NETWORK_MODULES``: transports, servers, UDP, Unix sockets, TLS,
+    sendfile, ``sock_*``, pipes, subprocesses) hold their tests in mixins that several classes
+    run, each on a loop it builds itself through ``create_event_loop()`` / ``new_loop()`` /
+    ``setUp`` (``asyncio.SelectorEventLoop(selectors.EpollSelector())`` and the like). Without
+    the option those classes are "foreign" (and test_events runs only its loop-independent
+    classes, ``MODULE_CLASSES``). With it, in the child, after the module is imported:
+
+    * one class per mixin (``LOOP_CLASSES``: ``EPollEventLoopTests`` of test_events,
+      test_sock_lowlevel and test_sendfile, ``SelectorStartServerTests`` of test_server,
+      ``BufferedProtocolSelectorTests`` of test_buffered_proto,
+      ``SelectorEventLoopUnixSocketTests`` of test_unix_events) gets its loop-making method
+      replaced by one that returns a loop under test, made by the same factory as the
+      installed policy's ``new_event_loop()``;
+    * the other selector variants of the same mixin (``PollEventLoopTests``,
+      ``SelectEventLoopTests``, ``KqueueEventLoopTests``: ``LOOP_CLASS_DUPLICATES``) are
+      dropped, so the same tests don't run three times on the same loop;
+    * test_events runs all its remaining classes (``MODULE_CLASSES`` no longer applies).
+
+    So with ``--loop asyncio`` these tests run on asyncio's ``_UnixSelectorEventLoop`` (the
+    oracle, with its default epoll selector) and with ``--loop oxloop`` on oxloop. Classes that
+    test a selector loop's internals through mocks (``SelectorEventLoopSignalTests``, the pipe
+    transport tests on a mocked loop and the child watcher tests of test_unix_events) are left
+    as they are: foreign. Most other networking classes (test_ssl, test_streams, the
+    test_subprocess watcher classes...) already make their loops through the policy.
+
 Which tests concern the loop under test
     Tests built on ``test_utils.TestLoop`` (a mock-clock loop built on ``BaseEventLoop``) or that
     construct ``BaseEventLoop``/``SelectorEventLoop`` themselves do not exercise the loop under
@@ -56,7 +86,7 @@ Not hanging
 Outcomes: pass, fail, error, skip, xfail, xpass, timeout, crash, not-run. Test ids are
 ``module.Class.test`` (the ``test.test_asyncio.`` prefix dropped). ``--json`` writes::
 
-    {"loop", "oxloop_file", "python", "shims", "wall_time",
+    {"loop", "oxloop_file", "python", "shims", "loop_classes", "wall_time",
      "modules": {module: {"status", "duration", "restarts", "counts", "log_tail"}},
      "tests": {id: {"outcome", "kind", "loops", "foreign_loops", "duration", "summary",
                     "detail"}}}
@@ -72,6 +102,7 @@ import collections
 import concurrent.futures
 import contextlib
 import faulthandler
+import fnmatch
 import json
 import os
 import signal
@@ -102,9 +133,9 @@ DEFAULT_MODULES = [
     "test_waitfor",
 ]
 
-# Modules of which only some classes run by default. test_events: the loop-independent classes;
-# EventLoopTestsMixin/SubprocessTestsMixin (sockets, pipes, subprocesses on SelectorEventLoop)
-# and TestServer (create_server) belong to the networking work.
+# Modules of which only some classes run without --loop-classes. test_events: the
+# loop-independent classes; EventLoopTestsMixin/SubprocessTestsMixin (sockets, pipes,
+# subprocesses on SelectorEventLoop) and TestServer (create_server) run with --loop-classes.
 MODULE_CLASSES = {
     "test_events": {
         "HandleTests",
@@ -115,6 +146,39 @@ MODULE_CLASSES = {
         "TestCGetEventLoop",
         "TestAbstractServer",
     },
+}
+
+# The networking modules: they test transports, servers, sockets, TLS, sendfile, pipes and
+# subprocesses. Their selector-loop classes only concern the loop under test with --loop-classes.
+NETWORK_MODULES = [
+    "test_events",
+    "test_sock_lowlevel",
+    "test_sendfile",
+    "test_buffered_proto",
+    "test_server",
+    "test_ssl",
+    "test_streams",
+    "test_subprocess",
+    "test_unix_events",
+    "test_protocols",
+    "test_transports",
+]
+
+# --loop-classes: test classes that build a selector loop themselves, {module: {class: method}};
+# the method (create_event_loop, new_loop or setUp) is replaced by one that makes a loop under
+# test. One class per mixin: the variants of the same mixin on other selectors are dropped
+# (LOOP_CLASS_DUPLICATES) rather than run three times on the same loop.
+LOOP_CLASSES = {
+    "test_events": {"EPollEventLoopTests": "create_event_loop"},
+    "test_sock_lowlevel": {"EPollEventLoopTests": "create_event_loop"},
+    "test_sendfile": {"EPollEventLoopTests": "create_event_loop"},
+    "test_buffered_proto": {"BufferedProtocolSelectorTests": "new_loop"},
+    "test_server": {"SelectorStartServerTests": "new_loop"},
+    "test_unix_events": {"SelectorEventLoopUnixSocketTests": "setUp"},
+}
+LOOP_CLASS_DUPLICATES = {
+    module: {"KqueueEventLoopTests", "PollEventLoopTests", "SelectEventLoopTests"}
+    for module in ("test_events", "test_sock_lowlevel", "test_sendfile")
 }
 
 OUTCOMES = ["pass", "fail", "error", "skip", "xfail", "xpass", "timeout", "crash", "not-run"]
@@ -263,6 +327,24 @@ def apply_shims(module_name: str, module, factory) -> None:
             self.set_event_loop(self.loop)
 
         module.BaseTest.setUp = set_up
+
+
+def apply_loop_classes(module_name: str, module, factory) -> None:
+    """--loop-classes: LOOP_CLASSES' classes make their loops with `factory`."""
+    from test.test_asyncio import utils as test_utils
+
+    def make_loop(self):
+        return factory()
+
+    def set_up(self):
+        test_utils.TestCase.setUp(self)
+        self.loop = factory()
+        self.set_event_loop(self.loop)
+
+    for class_name, method in LOOP_CLASSES.get(module_name, {}).items():
+        cls = getattr(module, class_name, None)
+        if cls is not None:
+            setattr(cls, method, set_up if method == "setUp" else make_loop)
 
 
 def iter_tests(suite):
@@ -415,6 +497,8 @@ def child_main(args) -> int:
             os._exit(0)
         if not args.no_shims:
             apply_shims(module_name, module, factory)
+        if args.loop_classes:
+            apply_loop_classes(module_name, module, factory)
 
         loader = unittest.TestLoader()
         names = [n for n in (args.names or []) if n != module_name]
@@ -423,13 +507,22 @@ def child_main(args) -> int:
         else:
             suite = loader.loadTestsFromModule(module)
         tests = list(iter_tests(suite))
-        if not names and module_name in MODULE_CLASSES:
+        if args.loop_classes:
+            dropped = LOOP_CLASS_DUPLICATES.get(module_name, set())
+            tests = [t for t in tests if type(t).__name__ not in dropped]
+        elif not names and module_name in MODULE_CLASSES:
             wanted = MODULE_CLASSES[module_name]
             tests = [t for t in tests if type(t).__name__ in wanted]
         skip = set()
         if args.skip_file and os.path.exists(args.skip_file):
             with open(args.skip_file) as f:
                 skip = {line.strip() for line in f if line.strip()}
+        if args.exclude:
+            tests = [
+                t
+                for t in tests
+                if not any(fnmatch.fnmatchcase(short_id(t.id()), p) for p in args.exclude)
+            ]
         if not args.resumed:
             emit(event="collected", ids=[short_id(t.id()) for t in tests])
         tests = [t for t in tests if short_id(t.id()) not in skip]
@@ -505,6 +598,10 @@ def run_module(module: str, names: list[str], opts, total_deadline: float) -> di
             ]
             if opts.no_shims:
                 cmd.append("--no-shims")
+            if opts.loop_classes:
+                cmd.append("--loop-classes")
+            for pattern in opts.exclude or []:
+                cmd += ["--exclude", pattern]
             if resumed:
                 cmd.append("--_resumed")
             cmd += names
@@ -672,7 +769,11 @@ def parent_main(args) -> int:
         oxloop_file = probe.stdout
     else:
         oxloop_file = None
-    groups = group_args(args.modules or DEFAULT_MODULES)
+    items = []
+    for item in args.modules or DEFAULT_MODULES:
+        aliases = {"default": DEFAULT_MODULES, "network": NETWORK_MODULES}
+        items += aliases.get(item, [item])
+    groups = group_args(items)
     t0 = time.monotonic()
     total_deadline = t0 + (args.total_timeout or float("inf"))
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -703,6 +804,7 @@ def parent_main(args) -> int:
                     "oxloop_file": oxloop_file,
                     "python": sys.version,
                     "shims": not args.no_shims,
+                    "loop_classes": args.loop_classes,
                     "wall_time": round(elapsed, 2),
                     "modules": modules,
                     "tests": dict(sorted(tests.items())),
@@ -722,7 +824,24 @@ def main(argv=None) -> int:
     p.add_argument("--module-timeout", type=float, default=900.0, help="seconds per module")
     p.add_argument("--total-timeout", type=float, help="seconds for the whole run")
     p.add_argument("--no-shims", action="store_true", help="run the modules unmodified")
-    p.add_argument("modules", nargs="*", help="modules or dotted test names (default: all)")
+    p.add_argument(
+        "--loop-classes",
+        action="store_true",
+        help="run the selector-loop test classes of the networking modules on the loop under "
+        "test (one class per mixin)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="PATTERN",
+        help="do not run the tests whose id matches this fnmatch pattern (repeatable)",
+    )
+    p.add_argument(
+        "modules",
+        nargs="*",
+        help="modules or dotted test names; 'default' and 'network' stand for DEFAULT_MODULES "
+        "and NETWORK_MODULES (default: DEFAULT_MODULES)",
+    )
     p.add_argument("--_child", dest="child", help=argparse.SUPPRESS)
     p.add_argument("--_results", dest="results", help=argparse.SUPPRESS)
     p.add_argument("--_skip-file", dest="skip_file", help=argparse.SUPPRESS)
