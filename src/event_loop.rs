@@ -26,7 +26,8 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::clock;
 use crate::gil_cell::GilCell;
 use crate::handles::{CallbackSlot, FailedCallback, Handle, TimerHandle, new_untracked};
-use crate::poller::{EventBuffer, Interest, Poller, Readiness};
+use crate::poller::{EventBuffer, Interest, Poller, Readiness, Registration};
+use crate::sock_wait::SockWait;
 use crate::stats::LoopStats;
 use crate::timers::TimerHeap;
 use crate::transport::{READ_SIZE, TransportCore};
@@ -44,6 +45,8 @@ enum Ready {
     Timer(Py<TimerHandle>),
     /// A reader or writer whose fd is ready: stays registered, runs on every event.
     Io(Py<Handle>),
+    /// A `sock_recv`/`sock_sendall` wait whose fd is ready: retries until it completes.
+    Sock(Arc<SockWait>),
     /// A transport whose socket is ready for reading or writing.
     Transport(Py<TransportCore>, Side),
 }
@@ -55,7 +58,7 @@ impl Ready {
         match self {
             Ready::Soon(h) | Ready::Io(h) => Some(&h.get().slot),
             Ready::Timer(t) => Some(&t.get().slot),
-            Ready::Transport(..) => None,
+            Ready::Transport(..) | Ready::Sock(_) => None,
         }
     }
 
@@ -64,13 +67,15 @@ impl Ready {
             Ready::Soon(h) | Ready::Io(h) => h.clone_ref(py).into_any(),
             Ready::Timer(t) => t.clone_ref(py).into_any(),
             Ready::Transport(t, _) => t.clone_ref(py).into_any(),
+            Ready::Sock(wait) => wait.future().clone_ref(py),
         }
     }
 
     /// Runs the callback; on failure returns the error with the callback that raised it.
     #[inline]
-    fn run(&self, py: Python<'_>) -> Result<(), (PyErr, Option<FailedCallback>)> {
+    fn run(&self, core: &LoopCore, py: Python<'_>) -> Result<(), (PyErr, Option<FailedCallback>)> {
         match self {
+            Ready::Sock(wait) => core.run_sock_wait(py, wait).map_err(|err| (err, None)),
             Ready::Io(h) => h.get().slot.run_again(py).map_err(|err| (err, None)),
             Ready::Soon(h) => h.get().slot.run_once(py).map_err(|(e, cb)| (e, Some(cb))),
             Ready::Timer(t) => t.get().slot.run_once(py).map_err(|(e, cb)| (e, Some(cb))),
@@ -86,14 +91,50 @@ impl Ready {
     }
 }
 
-/// What the loop runs when an fd is ready: `add_reader`/`add_writer` callbacks, and the
-/// transport that owns the fd (asyncio keeps the owner in `loop._transports`).
+/// What waits for one side of an fd: an `add_reader`/`add_writer` callback, or a socket
+/// operation the core completes itself. Either replaces the other, as `add_reader` replaces
+/// the reader in asyncio.
+enum IoTarget {
+    Callback(Py<Handle>),
+    Sock(Arc<SockWait>),
+}
+
+impl IoTarget {
+    fn to_ready(&self, py: Python<'_>) -> Ready {
+        match self {
+            IoTarget::Callback(handle) => Ready::Io(handle.clone_ref(py)),
+            IoTarget::Sock(wait) => Ready::Sock(Arc::clone(wait)),
+        }
+    }
+
+    /// Lets go of a target that was removed or replaced: a callback is cancelled (it drops its
+    /// callback and arguments); a socket wait is dropped and its future stays pending, as the
+    /// future of an asyncio operation whose reader was removed.
+    fn release(self, py: Python<'_>) -> PyResult<()> {
+        match self {
+            IoTarget::Callback(handle) => handle.get().slot.cancel(py).map(drop),
+            IoTarget::Sock(wait) => {
+                drop(wait);
+                Ok(())
+            }
+        }
+    }
+
+    fn is_wait(&self, wait: &Arc<SockWait>) -> bool {
+        matches!(self, IoTarget::Sock(ours) if Arc::ptr_eq(ours, wait))
+    }
+}
+
+/// What the loop runs when an fd is ready: the reader and writer targets, and the transport
+/// that owns the fd (asyncio keeps the owner in `loop._transports`).
 #[derive(Default)]
 struct IoCallbacks {
-    reader: Option<Py<Handle>>,
-    writer: Option<Py<Handle>>,
+    reader: Option<IoTarget>,
+    writer: Option<IoTarget>,
     transport: Option<Py<TransportCore>>,
     transport_interest: Interest,
+    /// What the poller holds for the fd (see `LoopCore::sync_kernel`).
+    kernel: Registration,
 }
 
 impl IoCallbacks {
@@ -104,7 +145,26 @@ impl IoCallbacks {
         }
     }
 
-    fn side(&mut self, side: Side) -> &mut Option<Py<Handle>> {
+    /// Whether the fd is registered one-shot: when the only thing waiting is a socket wait,
+    /// which is unregistered or re-armed after each event anyway. A fired one-shot item needs
+    /// no EPOLL_CTL_DEL when the wait completes, and the next wait re-arms it with one
+    /// EPOLL_CTL_MOD instead of an ADD: one system call less per message, and no allocation
+    /// in the kernel.
+    fn oneshot(&self) -> bool {
+        self.transport_interest.is_empty()
+            && matches!(
+                (&self.reader, &self.writer),
+                (Some(IoTarget::Sock(_)), None) | (None, Some(IoTarget::Sock(_)))
+            )
+    }
+
+    /// Whether the poller's registration differs from what the entry wants.
+    fn kernel_stale(&self) -> bool {
+        let wanted = self.interest();
+        self.kernel.armed != wanted || (!wanted.is_empty() && self.kernel.oneshot != self.oneshot())
+    }
+
+    fn side(&mut self, side: Side) -> &mut Option<IoTarget> {
         match side {
             Side::Read => &mut self.reader,
             Side::Write => &mut self.writer,
@@ -136,6 +196,29 @@ impl IoTable {
 
     fn get(&self, fd: RawFd) -> Option<&IoCallbacks> {
         self.by_fd.get(fd as usize)
+    }
+
+    fn get_mut(&mut self, fd: RawFd) -> Option<&mut IoCallbacks> {
+        self.by_fd.get_mut(fd as usize)
+    }
+
+    /// Removes the target of `fd`'s `side` if `which` accepts it, for the caller to update the
+    /// poller and release it.
+    fn take_if(
+        &mut self,
+        fd: RawFd,
+        side: Side,
+        which: impl FnOnce(&IoTarget) -> bool,
+    ) -> Option<IoTarget> {
+        let entry = self.get_mut(fd)?;
+        if !entry.side(side).as_ref().is_some_and(which) {
+            return None;
+        }
+        let before = entry.interest();
+        let removed = entry.side(side).take()?;
+        let after = entry.interest();
+        self.count_change(before, after);
+        Some(removed)
     }
 
     fn count_change(&mut self, before: Interest, after: Interest) {
@@ -311,21 +394,20 @@ impl LoopCore {
         if self.closed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let change = self.io.with(py, |io| {
+        let stale = self.io.with(py, |io| {
             let entry = io.entry(fd);
             if !entry.transport.as_ref().is_some_and(|s| s.is(transport)) {
-                return None;
+                return false;
             }
             let before = entry.interest();
             entry.transport_interest = wanted;
             let after = entry.interest();
+            let stale = entry.kernel_stale();
             io.count_change(before, after);
-            Some((before, after))
+            stale
         })?;
-        if let Some((before, after)) = change
-            && before != after
-        {
-            self.poller.update(fd, before, after)?;
+        if stale {
+            self.sync_kernel(py, fd)?;
         }
         Ok(())
     }
@@ -491,26 +573,58 @@ impl LoopCore {
         check_callable(&callback, method)?;
         let slot = Self::new_slot(slf, callback, args, None, false)?;
         let handle = new_untracked(py, Handle { slot })?;
-        let (before, after, previous) = this.io.with(py, |io| {
+        this.watch(py, fd, side, IoTarget::Callback(handle))
+    }
+
+    /// Makes `target` what runs when `fd` is ready on `side`, replacing (and releasing) the
+    /// previous target of that side.
+    fn watch(&self, py: Python<'_>, fd: RawFd, side: Side, target: IoTarget) -> PyResult<()> {
+        let (before, after, previous) = self.io.with(py, |io| {
             let entry = io.entry(fd);
             let before = entry.interest();
-            let previous = entry.side(side).replace(handle);
+            let previous = entry.side(side).replace(target);
             (before, entry.interest(), previous)
         })?;
-        if let Err(err) = this.poller.update(fd, before, after) {
+        if let Err(err) = self.sync_kernel(py, fd) {
             // Put the table back as it was: the fd is not watched.
-            let ours = this.io.with(py, |io| {
+            let ours = self.io.with(py, |io| {
                 let entry = io.entry(fd);
                 std::mem::replace(entry.side(side), previous)
             })?;
             drop(ours);
-            return Err(err.into());
+            return Err(err);
         }
-        this.io.with(py, |io| io.count_change(before, after))?;
+        self.io.with(py, |io| io.count_change(before, after))?;
         if let Some(previous) = previous {
-            previous.get().slot.cancel(py)?;
+            previous.release(py)?;
         }
         Ok(())
+    }
+
+    /// Stops watching `fd` on `side` if its target is one `which` accepts; true if it was.
+    fn unwatch_if(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        side: Side,
+        which: impl FnOnce(&IoTarget) -> bool,
+    ) -> PyResult<bool> {
+        let Some(removed) = self.io.with(py, |io| io.take_if(fd, side, which))? else {
+            return Ok(false);
+        };
+        removed.release(py)?;
+        self.sync_kernel(py, fd)?;
+        Ok(true)
+    }
+
+    /// Brings the poller's registration of `fd` in line with what its entry wants.
+    fn sync_kernel(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
+        let (current, wanted, oneshot) = self.io.with(py, |io| {
+            let entry = io.entry(fd);
+            (entry.kernel, entry.interest(), entry.oneshot())
+        })?;
+        let now = self.poller.register(fd, current, wanted, oneshot)?;
+        self.io.with(py, |io| io.entry(fd).kernel = now)
     }
 
     fn remove_io(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, side: Side) -> PyResult<bool> {
@@ -521,21 +635,49 @@ impl LoopCore {
         }
         let fd_number = fileobj_to_fd(fd)?;
         this.ensure_fd_no_transport(py, fd_number, fd)?;
-        let fd = fd_number;
-        let change = this.io.with(py, |io| {
-            let entry = io.entry(fd);
-            let before = entry.interest();
-            let removed = entry.side(side).take()?;
-            let after = entry.interest();
-            io.count_change(before, after);
-            Some((before, after, removed))
+        this.unwatch_if(py, fd_number, side, |_| true)
+    }
+
+    /// Registers a socket wait (`_sock_recv_wait`, `_sock_sendall_wait`).
+    fn start_sock_wait(&self, py: Python<'_>, wait: SockWait) -> PyResult<()> {
+        self.check_closed()?;
+        let (fd, side) = (wait.fd(), wait.side());
+        self.watch(py, fd, side, IoTarget::Sock(Arc::new(wait)))
+    }
+
+    /// Runs a socket wait whose fd was reported ready: tries the operation unless the wait was
+    /// cancelled, and once it is over (or cancelled) unregisters the wait, then completes the
+    /// future. A wait that is no longer registered (removed or replaced since the event was
+    /// queued) does nothing, as a cancelled handle.
+    fn run_sock_wait(&self, py: Python<'_>, wait: &Arc<SockWait>) -> PyResult<()> {
+        let (fd, side) = (wait.fd(), wait.side());
+        let registered = self.io.with(py, |io| {
+            io.get_mut(fd)
+                .and_then(|entry| entry.side(side).as_ref().map(|t| t.is_wait(wait)))
+                .unwrap_or(false)
         })?;
-        let Some((before, after, removed)) = change else {
-            return Ok(false);
+        if !registered {
+            return Ok(());
+        }
+        if wait.future_done(py)? {
+            self.unwatch_if(py, fd, side, |t| t.is_wait(wait))?;
+            return Ok(());
+        }
+        let Some(outcome) = wait.attempt(py) else {
+            // Still waiting: a fired one-shot registration has to be armed again.
+            let stale = self.io.with(py, |io| io.entry(fd).kernel_stale())?;
+            return if stale {
+                self.sync_kernel(py, fd)
+            } else {
+                Ok(())
+            };
         };
-        removed.get().slot.cancel(py)?;
-        this.poller.update(fd, before, after)?;
-        Ok(true)
+        let outcome = match self.unwatch_if(py, fd, side, |t| t.is_wait(wait)) {
+            Ok(_) => outcome,
+            Err(err) => Err(err),
+        };
+        wait.complete(py, outcome);
+        Ok(())
     }
 
     /// Phases 1 and 2: housekeeping of the timer heap and the poll timeout.
@@ -589,14 +731,15 @@ impl LoopCore {
         self.ready.with(py, |queue| {
             io.with(py, |table| {
                 for event in ready_fds {
-                    let Some(entry) = table.get(event.fd) else {
+                    let Some(entry) = table.get_mut(event.fd) else {
                         continue;
                     };
+                    entry.kernel = entry.kernel.fired();
                     if let (true, Some(reader)) = (event.readable, &entry.reader) {
-                        queue.push_back(Ready::Io(reader.clone_ref(py)));
+                        queue.push_back(reader.to_ready(py));
                     }
                     if let (true, Some(writer)) = (event.writable, &entry.writer) {
-                        queue.push_back(Ready::Io(writer.clone_ref(py)));
+                        queue.push_back(writer.to_ready(py));
                     }
                     if let Some(owner) = &entry.transport {
                         if event.readable && entry.transport_interest.read {
@@ -668,7 +811,7 @@ impl LoopCore {
                     }
                     result
                 } else {
-                    item.run(py)
+                    item.run(self, py)
                 };
             self.stats.callback_started_ns.store(0, Ordering::Relaxed);
             LoopStats::add(&self.stats.callbacks_run, 1);
@@ -914,6 +1057,50 @@ impl LoopCore {
     /// Stops watching `fd` for writing; True if it was watched.
     fn remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         Self::remove_io(slf, fd, Side::Write)
+    }
+
+    /// The wait of `sock_recv(sock, n)` once a first `recv` would block: the core completes
+    /// `future` (pending, from `create_future`) with the bytes of the `recv` it does when `fd`
+    /// (`sock`'s) is readable, or with its error. Replaces any reader of `fd`, as `add_reader`
+    /// does.
+    fn _sock_recv_wait(
+        &self,
+        py: Python<'_>,
+        sock: Py<PyAny>,
+        fd: RawFd,
+        n: usize,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
+        self.start_sock_wait(py, SockWait::recv(sock, fd, future, n))
+    }
+
+    /// The wait of `sock_sendall(sock, data)` once a first `send` left `rest` (a byte view)
+    /// unsent: the core sends it as `fd` becomes writable and completes `future` with None
+    /// when all is sent, or with the error. Replaces any writer of `fd`.
+    fn _sock_sendall_wait(
+        &self,
+        py: Python<'_>,
+        sock: Py<PyAny>,
+        fd: RawFd,
+        rest: Py<PyAny>,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
+        self.start_sock_wait(py, SockWait::send_all(sock, fd, future, rest))
+    }
+
+    /// Withdraws the socket wait of `future` from `fd` if it is still registered there (the
+    /// operation was cancelled); a newer registration of the fd number is left alone.
+    fn _sock_unwatch(&self, py: Python<'_>, fd: RawFd, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        for side in [Side::Read, Side::Write] {
+            let ours = |target: &IoTarget| matches!(target, IoTarget::Sock(wait) if wait.future().is(future));
+            if self.unwatch_if(py, fd, side, ours)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Runs one iteration of the loop (see the module doc for its phases).

@@ -11,6 +11,7 @@ mod gil_cell;
 mod handles;
 mod poller;
 mod sock;
+mod sock_wait;
 mod stats;
 mod stream;
 mod timers;

@@ -2,7 +2,9 @@
 //!
 //! Level-triggered on purpose: `add_reader` promises the callback again on every iteration
 //! while the fd stays readable, even if the callback reads only part of the data; mio only
-//! offers edge-triggered registration, so this uses rustix's epoll directly.
+//! offers edge-triggered registration, so this uses rustix's epoll directly. The one exception
+//! is an fd whose only waiter is a `sock_recv`/`sock_sendall` wait: it is registered one-shot
+//! (see `Registration`), since the wait is over or re-armed after each event anyway.
 //! Rust because it runs once per loop iteration and once per I/O event.
 
 use std::io;
@@ -40,6 +42,32 @@ impl Interest {
 
     pub fn is_empty(self) -> bool {
         !self.read && !self.write
+    }
+}
+
+/// What the kernel holds for one fd, as far as the loop knows: whether an epoll item exists,
+/// what it reports, and whether it is one-shot. A one-shot item that fired stays in the
+/// kernel disarmed (`present`, nothing `armed`): it reports nothing at all, not even errors
+/// or hang-ups, until it is re-armed, so it can stay there harmlessly, and re-arming it
+/// (`EPOLL_CTL_MOD`) is cheaper than deleting it and adding it again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Registration {
+    pub present: bool,
+    pub armed: Interest,
+    pub oneshot: bool,
+}
+
+impl Registration {
+    /// The registration after the kernel reported an event for it.
+    pub fn fired(self) -> Self {
+        if self.oneshot {
+            Self {
+                armed: Interest::default(),
+                ..self
+            }
+        } else {
+            self
+        }
     }
 }
 
@@ -108,34 +136,57 @@ impl Poller {
         Ok(unsafe { BorrowedFd::borrow_raw(raw) })
     }
 
-    /// Changes the interest for `fd` from `old` to `new`: add, modify or delete.
-    pub fn update(&self, fd: RawFd, old: Interest, new: Interest) -> io::Result<()> {
+    /// Registers `fd` for `wanted` (one-shot if `oneshot`), given what the kernel holds for it
+    /// now; returns what it holds after. An armed item that is no longer wanted is deleted;
+    /// a disarmed one-shot item is left in place (see `Registration`). A wanted interest is
+    /// always written, even if `current` says it is there: the fd may have been closed and its
+    /// number reused since, which took the old item out of the set.
+    pub fn register(
+        &self,
+        fd: RawFd,
+        current: Registration,
+        wanted: Interest,
+        oneshot: bool,
+    ) -> io::Result<Registration> {
         let epoll_fd = self.epoll_fd()?;
         // SAFETY: the kernel only reads the fd number for epoll_ctl; a closed or foreign fd
         // makes the call fail with EBADF, which is returned to the caller.
         let target = unsafe { BorrowedFd::borrow_raw(fd) };
-        let data = EventData::new_u64(fd as u64);
-        let result = if new.is_empty() {
-            match epoll::delete(epoll_fd, target) {
+        if wanted.is_empty() {
+            if current.armed.is_empty() {
+                return Ok(current);
+            }
+            return match epoll::delete(epoll_fd, target) {
                 // The fd was closed (the kernel dropped it from the set) or never made it in:
                 // either way it is no longer watched, which is what the caller asked for.
-                Err(Errno::BADF | Errno::NOENT) => Ok(()),
-                other => other,
-            }
-        } else if old.is_empty() {
-            match epoll::add(epoll_fd, target, data, new.flags()) {
-                // The fd number is still registered from an earlier life of the number.
-                Err(Errno::EXIST) => epoll::modify(epoll_fd, target, data, new.flags()),
+                Ok(()) | Err(Errno::BADF | Errno::NOENT) => Ok(Registration::default()),
+                Err(err) => Err(err.into()),
+            };
+        }
+        let data = EventData::new_u64(fd as u64);
+        let mut flags = wanted.flags();
+        if oneshot {
+            flags |= EventFlags::ONESHOT;
+        }
+        let result = if current.present {
+            match epoll::modify(epoll_fd, target, data, flags) {
+                // The fd was closed and reopened under the same number since registration.
+                Err(Errno::NOENT) => epoll::add(epoll_fd, target, data, flags),
                 other => other,
             }
         } else {
-            match epoll::modify(epoll_fd, target, data, new.flags()) {
-                // The fd was closed and reopened under the same number since registration.
-                Err(Errno::NOENT) => epoll::add(epoll_fd, target, data, new.flags()),
+            match epoll::add(epoll_fd, target, data, flags) {
+                // The fd number is still registered from an earlier life of the number.
+                Err(Errno::EXIST) => epoll::modify(epoll_fd, target, data, flags),
                 other => other,
             }
         };
-        result.map_err(io::Error::from)
+        result?;
+        Ok(Registration {
+            present: true,
+            armed: wanted,
+            oneshot,
+        })
     }
 
     /// Waits for events for at most `timeout` seconds (`None`: until one arrives), appending
@@ -251,8 +302,8 @@ mod tests {
     fn reports_readable_level_triggered() {
         let poller = Poller::new().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
-        poller
-            .update(a.as_raw_fd(), Interest::default(), READ)
+        let registered = poller
+            .register(a.as_raw_fd(), Registration::default(), READ, false)
             .unwrap();
         assert!(wait_once(&poller, 0.0).is_empty());
         std::io::Write::write_all(&mut &b, b"xy").unwrap();
@@ -264,9 +315,52 @@ mod tests {
             assert!(events[0].readable);
         }
         poller
-            .update(a.as_raw_fd(), READ, Interest::default())
+            .register(a.as_raw_fd(), registered, Interest::default(), false)
             .unwrap();
         assert!(wait_once(&poller, 0.0).is_empty());
+    }
+
+    #[test]
+    fn oneshot_reports_once_until_rearmed() {
+        let poller = Poller::new().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let registered = poller
+            .register(fd, Registration::default(), READ, true)
+            .unwrap();
+        std::io::Write::write_all(&mut &b, b"xy").unwrap();
+        assert_eq!(wait_once(&poller, 1.0).len(), 1);
+        let fired = registered.fired();
+        assert!(fired.present && fired.armed.is_empty());
+        // Disarmed: silent although the data is still there, and dropping it needs no call.
+        assert!(wait_once(&poller, 0.0).is_empty());
+        assert_eq!(
+            poller
+                .register(fd, fired, Interest::default(), true)
+                .unwrap(),
+            fired
+        );
+        // Re-armed by modifying the item that stayed in the set.
+        poller.register(fd, fired, READ, true).unwrap();
+        assert_eq!(wait_once(&poller, 1.0).len(), 1);
+    }
+
+    #[test]
+    fn stale_registration_of_a_reused_fd_number_is_added_again() {
+        let poller = Poller::new().unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        let registered = poller
+            .register(fd, Registration::default(), READ, false)
+            .unwrap();
+        let (c, d) = UnixStream::pair().unwrap();
+        // Puts `c`'s socket under `a`'s number, closing `a`'s socket there (which takes its
+        // item out of the set), as a close and a reuse of the number would.
+        // SAFETY: both fds are open and owned by this test; `a` closes the new one on drop.
+        assert_eq!(unsafe { libc::dup2(c.as_raw_fd(), fd) }, fd);
+        poller.register(fd, registered, READ, false).unwrap();
+        std::io::Write::write_all(&mut &d, b"x").unwrap();
+        assert_eq!(wait_once(&poller, 1.0).len(), 1);
     }
 
     #[test]
@@ -290,11 +384,16 @@ mod tests {
         let poller = Poller::new().unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
-        poller.update(fd, Interest::default(), READ).unwrap();
+        let registered = poller
+            .register(fd, Registration::default(), READ, false)
+            .unwrap();
         drop(a);
-        poller.update(fd, READ, Interest::default()).unwrap();
+        let none = poller
+            .register(fd, registered, Interest::default(), false)
+            .unwrap();
+        assert_eq!(none, Registration::default());
         let err = poller
-            .update(1_000_000, Interest::default(), READ)
+            .register(1_000_000, Registration::default(), READ, false)
             .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
     }

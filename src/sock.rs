@@ -9,8 +9,9 @@
 use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, RawFd};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
@@ -23,7 +24,7 @@ thread_local! {
     static RECV_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-fn borrow_fd(fd: RawFd) -> PyResult<BorrowedFd<'static>> {
+pub(crate) fn borrow_fd(fd: RawFd) -> PyResult<BorrowedFd<'static>> {
     if fd < 0 {
         return Err(PyValueError::new_err(format!(
             "Invalid file descriptor: {fd}"
@@ -34,8 +35,18 @@ fn borrow_fd(fd: RawFd) -> PyResult<BorrowedFd<'static>> {
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
-fn os_error(err: Errno) -> PyErr {
-    PyErr::from(std::io::Error::from(err))
+/// The exception the `socket` module raises for `err`: `OSError(errno, strerror)`, which
+/// Python turns into the matching subclass (`ConnectionResetError`, `BrokenPipeError`...).
+pub(crate) fn os_error(py: Python<'_>, err: Errno) -> PyErr {
+    static STRERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let code = err.raw_os_error();
+    match STRERROR
+        .import(py, "os", "strerror")
+        .and_then(|strerror| strerror.call1((code,)))
+    {
+        Ok(message) => PyOSError::new_err((code, message.unbind())),
+        Err(failed) => failed,
+    }
 }
 
 fn recv_retrying(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
@@ -54,9 +65,18 @@ fn recv_retrying(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Er
 pub fn recv_nowait(py: Python<'_>, fd: RawFd, n: isize) -> PyResult<Option<Py<PyBytes>>> {
     let fd = borrow_fd(fd)?;
     let n = usize::try_from(n).map_err(|_| PyValueError::new_err("negative buffersize in recv"))?;
+    recv_bytes(py, fd, n)
+}
+
+/// One `recv` of up to `n` bytes into a new `bytes`; None if the socket has nothing yet.
+pub(crate) fn recv_bytes(
+    py: Python<'_>,
+    fd: BorrowedFd<'_>,
+    n: usize,
+) -> PyResult<Option<Py<PyBytes>>> {
     if n > READ_SIZE {
         let mut buf = vec![0u8; n];
-        return match recv_retrying(fd, &mut buf).map_err(os_error)? {
+        return match recv_retrying(fd, &mut buf).map_err(|err| os_error(py, err))? {
             Some(got) => Ok(Some(PyBytes::new(py, &buf[..got]).unbind())),
             None => Ok(None),
         };
@@ -66,7 +86,7 @@ pub fn recv_nowait(py: Python<'_>, fd: RawFd, n: isize) -> PyResult<Option<Py<Py
         if buf.len() < READ_SIZE {
             buf.resize(READ_SIZE, 0);
         }
-        match recv_retrying(fd, &mut buf[..n]).map_err(os_error)? {
+        match recv_retrying(fd, &mut buf[..n]).map_err(|err| os_error(py, err))? {
             Some(got) => Ok(Some(PyBytes::new(py, &buf[..got]).unbind())),
             None => Ok(None),
         }
@@ -78,7 +98,7 @@ pub fn recv_nowait(py: Python<'_>, fd: RawFd, n: isize) -> PyResult<Option<Py<Py
 pub fn recv_into_nowait(fd: RawFd, buffer: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
     let fd = borrow_fd(fd)?;
     let mut view = BufferView::writable(buffer)?;
-    recv_retrying(fd, view.as_mut_slice()).map_err(os_error)
+    recv_retrying(fd, view.as_mut_slice()).map_err(|err| os_error(buffer.py(), err))
 }
 
 /// `sock.send(data)` on a non-blocking socket's fd: bytes sent, 0 if the socket is full.
@@ -86,12 +106,17 @@ pub fn recv_into_nowait(fd: RawFd, buffer: &Bound<'_, PyAny>) -> PyResult<Option
 pub fn send_nowait(fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
     let fd = borrow_fd(fd)?;
     let view = BufferView::readable(data)?;
+    send_retrying(fd, view.as_slice()).map_err(|err| os_error(data.py(), err))
+}
+
+/// One `send` (no SIGPIPE) retried on EINTR: bytes sent, 0 if the socket buffer is full.
+pub(crate) fn send_retrying(fd: BorrowedFd<'_>, data: &[u8]) -> Result<usize, Errno> {
     loop {
-        match rustix::net::send(fd, view.as_slice(), SendFlags::NOSIGNAL) {
+        match rustix::net::send(fd, data, SendFlags::NOSIGNAL) {
             Ok(n) => return Ok(n),
             Err(Errno::INTR) => continue,
             Err(Errno::AGAIN) => return Ok(0),
-            Err(err) => return Err(os_error(err)),
+            Err(err) => return Err(err),
         }
     }
 }

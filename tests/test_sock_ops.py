@@ -10,6 +10,7 @@ at once; no fd leak; sendfile with offsets and counts, its fallback and its argu
 
 import array
 import asyncio
+import errno
 import io
 import os
 import select
@@ -387,6 +388,88 @@ def test_cancelled_sock_recv_leaves_no_reader(loop, pair):
     assert run(loop, loop.sock_recv(a, 100), TIMEOUT) == b"still here"
 
 
+def test_cancelled_sock_recv_consumes_no_data_that_arrives_before_the_task_resumes(loop, pair):
+    # The cancel and the data come in the same iteration: the wait sees the readable fd before
+    # the task has seen its CancelledError, and must not read for a future that is done.
+    a, b = pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        b.send(b"for the next reader")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(loop, main(), TIMEOUT)
+    assert_unwatched(loop, a.fileno())
+    assert run(loop, loop.sock_recv(a, 100), TIMEOUT) == b"for the next reader"
+
+
+def test_sock_recv_and_sock_sendall_wait_on_one_socket_at_once(loop, pair):
+    # Both directions of one fd watched together: each wait completes, neither starves.
+    a, b = pair
+    shrink_buffers(a)
+    shrink_buffers(b)
+    data = payload(1024 * 1024)
+
+    async def peer():
+        got = bytearray()
+        while len(got) < len(data):
+            got += await loop.sock_recv(b, 65536)
+        await loop.sock_sendall(b, b"done")
+        return bytes(got)
+
+    async def main():
+        received = asyncio.ensure_future(peer())
+        reply = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await loop.sock_sendall(a, data)
+        assert await reply == b"done"
+        return await received
+
+    assert run(loop, main(), TIMEOUT) == data
+    assert_unwatched(loop, a.fileno())
+
+
+def test_reader_added_after_sock_recv_waits_gets_events(loop, pair):
+    # After waits that completed, the fd is watched again from scratch by add_reader.
+    a, b = pair
+
+    async def main():
+        for i in range(3):
+            loop.call_later(0.01, b.send, b"%d" % i)
+            assert await loop.sock_recv(a, 100) == b"%d" % i
+        readable = loop.create_future()
+        loop.add_reader(a, readable.set_result, None)
+        b.send(b"x")
+        await readable
+        assert loop.remove_reader(a)
+
+    run(loop, main(), TIMEOUT)
+
+
+def test_sock_recv_on_a_reused_fd_number_after_completed_waits(loop):
+    # A socket closed after its waits completed, its number reused at once by a new socket:
+    # a wait on the new socket must get the new socket's data.
+    async def main():
+        reused = 0
+        for i in range(10):
+            a, b = map(nonblocking, socket.socketpair())
+            fd = a.fileno()
+            with b:
+                with a:
+                    loop.call_later(0.01, b.send, b"old")
+                    assert await loop.sock_recv(a, 100) == b"old"
+                c, d = map(nonblocking, socket.socketpair())
+                with c, d:
+                    reused += c.fileno() == fd
+                    loop.call_later(0.01, d.send, b"new %d" % i)
+                    assert await loop.sock_recv(c, 100) == b"new %d" % i
+        return reused
+
+    assert run(loop, main(), TIMEOUT) > 0
+
+
 def test_cancelled_sock_accept_leaves_no_reader(loop, listener):
     run(loop, cancel_while_waiting(loop.sock_accept(listener)), TIMEOUT)
     assert_unwatched(loop, listener.fileno())
@@ -425,6 +508,36 @@ CLOSING_A_WATCHED_FD = (
     "asyncio's selector keeps a closed fd's registration and never polls the socket that "
     "reuses the number: closing a socket while an operation on it waits is unsupported there"
 )
+
+
+@pytest.mark.oxloop_only(CLOSING_A_WATCHED_FD)
+def test_sock_recv_whose_socket_is_closed_never_reads_the_reused_fd(loop):
+    # A sock_recv left waiting on a socket closed meanwhile fails with EBADF, as the socket's
+    # recv would, when its fd number is reused and reported readable; the data stays there
+    # for the new owner.
+    async def main():
+        a, b = map(nonblocking, socket.socketpair())
+        fd = a.fileno()
+        with b:
+            stale = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0.01)
+            a.close()
+            c, d = map(nonblocking, socket.socketpair())
+            with c, d:
+                if c.fileno() != fd:
+                    pytest.skip("the fd number was not reused")
+                readable = loop.create_future()
+                loop.add_writer(c, lambda: None)  # watches the number again, for writing
+                d.send(b"new")
+                loop.call_later(0.01, readable.set_result, None)
+                with pytest.raises(OSError) as failure:
+                    await stale
+                assert failure.value.errno == errno.EBADF
+                await readable
+                loop.remove_writer(c)
+                assert c.recv(100) == b"new"
+
+    run(loop, main(), TIMEOUT)
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,20 @@ progress"): the socket module retries the other calls itself (PEP 475), so they 
 DEVIATION: asyncio checks for a blocking socket only in debug mode; oxloop checks always (one
 `gettimeout()` per call), because `sock_recv` on a blocking socket would block the whole loop.
 
-One difference in mechanism, not in behaviour: asyncio removes the watch of a cancelled operation
-from a done callback, one loop iteration later, and skips the removal if its handle was
-cancelled meanwhile (the fd was registered again by someone else). oxloop's core hands out no
-handle for a watch, so the future of a waiting operation (`_FdWaiter`) removes the watch from
-`cancel()` itself, before any other code runs, and only while the core still holds the callback
-it registered (a weak reference tells): a replaced watch belongs to whoever replaced it.
+Differences in mechanism, not in behaviour:
+- `sock_recv` and `sock_sendall`, the per-message calls of socket-level servers, wait through
+  the core (`_sock_recv_wait`, `_sock_sendall_wait`, see `src/sock_wait.rs`): when the fd is
+  ready the core does the `recv`/`send` itself and completes a plain `create_future()` future,
+  with no handle and no Python callback. As in asyncio, a wait whose future is done (cancelled)
+  never reads, and the watch of a cancelled operation is withdrawn when the cancellation reaches
+  the coroutine (asyncio: from a done callback that runs just before), and only if the fd's watch
+  is still that operation's (`_sock_unwatch` compares the future): a replaced watch belongs to
+  whoever replaced it.
+- The other operations watch the fd with `add_reader`/`add_writer`. asyncio removes the watch of
+  a cancelled operation from a done callback and skips the removal if its handle was cancelled
+  meanwhile; oxloop's core hands out no handle for a watch, so the future of a waiting operation
+  (`_FdWaiter`) removes the watch from `cancel()` itself, before any other code runs, and only
+  while the core still holds the callback it registered (a weak reference tells).
 """
 
 from __future__ import annotations
@@ -42,6 +50,12 @@ else:
 from ._oxloop import recv_into_nowait, recv_nowait, send_nowait
 
 __all__ = ["SocketOpsMixin"]
+
+
+def _sock_call(sock: socket.socket, method: str, *args: Any) -> Any:
+    """`sock.<method>(*args)`, with the method looked up at each retry as asyncio does: a
+    socket-like object may replace its methods between attempts."""
+    return getattr(sock, method)(*args)
 
 
 class _FdWaiter(asyncio.Future):
@@ -142,7 +156,13 @@ class SocketOpsMixin:
         data = recv_nowait(fd, n)
         if data is not None:
             return data
-        return await self._readable(fd, self._retry, sock.recv, n)
+        waiter = self.create_future()
+        self._sock_recv_wait(sock, fd, n, waiter)
+        try:
+            return await waiter
+        except BaseException:
+            self._sock_unwatch(fd, waiter)
+            raise
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into the writable buffer `buf`; return the number of bytes received."""
@@ -155,7 +175,7 @@ class SocketOpsMixin:
         nbytes = recv_into_nowait(fd, buf)
         if nbytes is not None:
             return nbytes
-        return await self._readable(fd, self._retry, sock.recv_into, buf)
+        return await self._readable(fd, self._retry, _sock_call, sock, "recv_into", buf)
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram of up to `bufsize` bytes; return (data, sender address)."""
@@ -168,7 +188,8 @@ class SocketOpsMixin:
             return sock.recvfrom(bufsize)
         except BlockingIOError:
             pass
-        return await self._readable(sock.fileno(), self._retry, sock.recvfrom, bufsize)
+        fd = sock.fileno()
+        return await self._readable(fd, self._retry, _sock_call, sock, "recvfrom", bufsize)
 
     async def sock_recvfrom_into(
         self, sock: socket.socket, buf: Any, nbytes: int = 0
@@ -185,7 +206,9 @@ class SocketOpsMixin:
             return sock.recvfrom_into(buf, nbytes)
         except BlockingIOError:
             pass
-        return await self._readable(sock.fileno(), self._retry, sock.recvfrom_into, buf, nbytes)
+        return await self._readable(
+            sock.fileno(), self._retry, _sock_call, sock, "recvfrom_into", buf, nbytes
+        )
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -203,25 +226,13 @@ class SocketOpsMixin:
         # Count in bytes from here on: `send` does, whatever the item size of `data`.
         rest = memoryview(data).cast("B")[sent:]
         if rest:
-            # The list is the progress the callback updates between writable events.
-            await self._writable(fd, self._sendall_ready, sock, [rest])
-
-    def _sendall_ready(self, waiter: _WriteWaiter, sock: socket.socket, rest: list) -> None:
-        try:
-            sent = sock.send(rest[0])
-        except BlockingIOError:
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            waiter._unwatch()
-            waiter.set_exception(exc)
-            return
-        if sent == len(rest[0]):
-            waiter._unwatch()
-            waiter.set_result(None)
-        else:
-            rest[0] = rest[0][sent:]
+            waiter = self.create_future()
+            self._sock_sendall_wait(sock, fd, rest, waiter)
+            try:
+                await waiter
+            except BaseException:
+                self._sock_unwatch(fd, waiter)
+                raise
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
         """Send the datagram `data` to `address`; return the number of bytes sent."""
@@ -234,7 +245,8 @@ class SocketOpsMixin:
             return sock.sendto(data, address)
         except BlockingIOError:
             pass
-        return await self._writable(sock.fileno(), self._retry, sock.sendto, data, address)
+        fd = sock.fileno()
+        return await self._writable(fd, self._retry, _sock_call, sock, "sendto", data, address)
 
     # -- connecting and accepting -------------------------------------------------------------
 
