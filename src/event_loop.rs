@@ -25,7 +25,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
-use crate::handles::{CallbackSlot, FailedCallback, Handle, TimerHandle, new_untracked};
+use crate::handles::{CallbackSlot, FailedCallback, Handle, LoopHeld, TimerHandle};
 use crate::poller::{EventBuffer, Interest, Poller, Readiness, Registration};
 use crate::sock_wait::SockWait;
 use crate::stats::LoopStats;
@@ -40,9 +40,9 @@ const EVENTS_PER_POLL: usize = 1024;
 /// A callback waiting in the ready queue.
 enum Ready {
     /// From `call_soon`: runs once.
-    Soon(Py<Handle>),
+    Soon(LoopHeld<Handle>),
     /// A due timer: runs once.
-    Timer(Py<TimerHandle>),
+    Timer(LoopHeld<TimerHandle>),
     /// A reader or writer whose fd is ready: stays registered, runs on every event.
     Io(Py<Handle>),
     /// A `sock_recv`/`sock_sendall` wait whose fd is ready: retries until it completes.
@@ -56,7 +56,8 @@ impl Ready {
     #[inline]
     fn slot(&self) -> Option<&CallbackSlot> {
         match self {
-            Ready::Soon(h) | Ready::Io(h) => Some(&h.get().slot),
+            Ready::Soon(h) => Some(&h.get().slot),
+            Ready::Io(h) => Some(&h.get().slot),
             Ready::Timer(t) => Some(&t.get().slot),
             Ready::Transport(..) | Ready::Sock(_) => None,
         }
@@ -64,8 +65,9 @@ impl Ready {
 
     fn to_object(&self, py: Python<'_>) -> Py<PyAny> {
         match self {
-            Ready::Soon(h) | Ready::Io(h) => h.clone_ref(py).into_any(),
-            Ready::Timer(t) => t.clone_ref(py).into_any(),
+            Ready::Soon(h) => h.object(py).into_any(),
+            Ready::Io(h) => h.clone_ref(py).into_any(),
+            Ready::Timer(t) => t.object(py).into_any(),
             Ready::Transport(t, _) => t.clone_ref(py).into_any(),
             Ready::Sock(wait) => wait.future().clone_ref(py),
         }
@@ -95,14 +97,14 @@ impl Ready {
 /// operation the core completes itself. Either replaces the other, as `add_reader` replaces
 /// the reader in asyncio.
 enum IoTarget {
-    Callback(Py<Handle>),
+    Callback(LoopHeld<Handle>),
     Sock(Arc<SockWait>),
 }
 
 impl IoTarget {
     fn to_ready(&self, py: Python<'_>) -> Ready {
         match self {
-            IoTarget::Callback(handle) => Ready::Io(handle.clone_ref(py)),
+            IoTarget::Callback(handle) => Ready::Io(handle.object(py)),
             IoTarget::Sock(wait) => Ready::Sock(Arc::clone(wait)),
         }
     }
@@ -331,7 +333,7 @@ fn current_thread_id() -> u64 {
 #[pyclass(subclass, frozen, module = "oxloop._oxloop")]
 pub struct LoopCore {
     ready: GilCell<VecDeque<Ready>>,
-    timers: GilCell<TimerHeap<Py<TimerHandle>>>,
+    timers: GilCell<TimerHeap<LoopHeld<TimerHandle>>>,
     io: GilCell<IoTable>,
     poller: Poller,
     event_buf: GilCell<EventBuffer>,
@@ -538,8 +540,8 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let slot = Self::new_slot(slf, callback, args, context, debug)?;
-        let handle = new_untracked(py, Handle { slot })?;
-        let queued = handle.clone_ref(py);
+        let queued = LoopHeld::new(py, Handle { slot })?;
+        let handle = queued.object(py);
         slf.get()
             .ready
             .with(py, |q| q.push_back(Ready::Soon(queued)))?;
@@ -572,7 +574,7 @@ impl LoopCore {
         };
         check_callable(&callback, method)?;
         let slot = Self::new_slot(slf, callback, args, None, false)?;
-        let handle = new_untracked(py, Handle { slot })?;
+        let handle = LoopHeld::new(py, Handle { slot })?;
         this.watch(py, fd, side, IoTarget::Callback(handle))
     }
 
@@ -768,7 +770,7 @@ impl LoopCore {
             self.ready.with(py, |queue| {
                 timers.pop_due(
                     end,
-                    &mut |t: Py<TimerHandle>| {
+                    &mut |t: LoopHeld<TimerHandle>| {
                         if record_lag {
                             lag.record(end - t.get().deadline());
                         }
@@ -847,8 +849,8 @@ impl LoopCore {
         let debug = this.check_schedule(slf, &callback, method, true)?;
         let slot = Self::new_slot(slf, callback, args, context, debug)?;
         let counter = this.timers.with(py, |t| t.cancel_counter())?;
-        let timer = new_untracked(py, TimerHandle::new(slot, when, counter))?;
-        let queued = timer.clone_ref(py);
+        let queued = LoopHeld::new(py, TimerHandle::new(slot, when, counter))?;
+        let timer = queued.object(py);
         this.timers.with(py, |t| t.push(when, queued))?;
         Ok(timer)
     }

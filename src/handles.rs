@@ -4,12 +4,16 @@
 //! Rust because one is made and run per callback: the arguments stay in the tuple Python
 //! passed us, the context is entered through the C API, and the call goes through vectorcall.
 //!
-//! Handles are deliberately not tracked by Python's cycle collector: a deep ready queue would
-//! make every collection walk it (measured: 70% of a call_soon benchmark's time). That is safe
-//! because a handle lets go of its callback and arguments as soon as it has run or been
-//! cancelled, so the only cycles through a handle exist while it is pending, and a pending
-//! handle is kept alive by its loop anyway. (I/O handles run many times; they let go when
-//! `remove_reader`/`remove_writer` cancels them.)
+//! While the loop holds a handle (pending in the ready queue or the timer heap, or watching an
+//! fd), neither the handle nor the context copy it made is tracked by Python's cycle collector:
+//! with a deep ready queue, collections otherwise spend most of their time walking them
+//! (measured: 70% of a call_soon benchmark for handles, a further quarter for contexts). That
+//! loses no garbage, because the loop keeps a pending handle alive anyway. Once the loop lets
+//! go (`LoopHeld` is dropped: the callback ran, the cancelled timer left the heap, the watch
+//! ended, the loop closed), a handle that something else still holds is tracked again, and so
+//! is its context once the callback ran or was cancelled: a cycle through a finished handle
+//! (say a request object kept in a context variable that holds the request's timer handle) is
+//! collected as it is with asyncio's handles.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::{PyClass, PyClassInitializer};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::gil_cell::GilCell;
 use crate::timers::Timer;
@@ -31,10 +36,60 @@ struct Callback {
     args: Py<PyTuple>,
 }
 
+/// The contextvars context a callback runs in. A copy we made ourselves (`context=None`) is
+/// untracked until the callback has run or was cancelled (see the module doc); CPython's
+/// context dealloc unlinks the object from the collector's lists, so it must be tracked again
+/// before our reference goes, which `Drop` makes sure of.
+struct SlotContext {
+    context: Py<PyAny>,
+    untracked: AtomicBool,
+}
+
+impl SlotContext {
+    fn given(context: Py<PyAny>) -> Self {
+        Self {
+            context,
+            untracked: AtomicBool::new(false),
+        }
+    }
+
+    fn copied(py: Python<'_>) -> PyResult<Self> {
+        let context = copy_current_context(py)?;
+        // SAFETY: GIL held; `context` is a fresh Context only we reference, tracked by its
+        // constructor. Untracking is undone by `track` before our reference goes.
+        unsafe { ffi::PyObject_GC_UnTrack(context.as_ptr().cast()) };
+        Ok(Self {
+            context,
+            untracked: AtomicBool::new(true),
+        })
+    }
+
+    fn track(&self, _py: Python<'_>) {
+        if self.untracked.swap(false, Ordering::Relaxed) {
+            let ptr = self.context.as_ptr();
+            // SAFETY: GIL held; `ptr` is alive (we hold a reference). Tracking an object that
+            // is already tracked is a fatal error, hence the check.
+            unsafe {
+                if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+                    ffi::PyObject_GC_Track(ptr.cast());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SlotContext {
+    fn drop(&mut self) {
+        if *self.untracked.get_mut() {
+            Python::attach(|py| self.track(py));
+        }
+    }
+}
+
 /// What `Handle` and `TimerHandle` share: the callback, its context and the cancelled flag.
 pub struct CallbackSlot {
     callback: GilCell<Option<Callback>>,
-    context: Py<PyAny>,
+    context: SlotContext,
     cancelled: AtomicBool,
     source_traceback: Option<Py<PyAny>>,
 }
@@ -76,8 +131,8 @@ impl CallbackSlot {
         source_traceback: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let context = match context {
-            Some(ctx) if !ctx.is_none(py) => ctx,
-            _ => copy_current_context(py)?,
+            Some(ctx) if !ctx.is_none(py) => SlotContext::given(ctx),
+            _ => SlotContext::copied(py)?,
         };
         Ok(Self {
             callback: GilCell::new(Some(Callback { func, args })),
@@ -98,6 +153,7 @@ impl CallbackSlot {
             return Ok(false);
         }
         let released = self.callback.with(py, Option::take)?;
+        self.context.track(py);
         drop(released); // outside the borrow: releasing may run `__del__`
         Ok(true)
     }
@@ -109,7 +165,9 @@ impl CallbackSlot {
         let Ok(Some(callback)) = self.callback.with(py, Option::take) else {
             return Ok(());
         };
-        match self.call(py, &callback) {
+        let result = self.call(py, &callback);
+        self.context.track(py);
+        match result {
             Ok(()) => Ok(()),
             Err(err) => Err((err, (callback.func, callback.args))),
         }
@@ -119,6 +177,7 @@ impl CallbackSlot {
     /// which keeps it until the slow-callback report has named it).
     pub fn release(&self, py: Python<'_>) -> PyResult<()> {
         let released = self.callback.with(py, Option::take)?;
+        self.context.track(py);
         drop(released); // outside the borrow: releasing may run `__del__`
         Ok(())
     }
@@ -140,7 +199,7 @@ impl CallbackSlot {
 
     #[inline]
     fn call(&self, py: Python<'_>, callback: &Callback) -> PyResult<()> {
-        let ctx = self.context.as_ptr();
+        let ctx = self.context.context.as_ptr();
         let (func, args) = (callback.func.as_ptr(), callback.args.as_ptr());
         // SAFETY: GIL held; `func`, `args` and `ctx` are live references held by `callback`
         // and `self` for the whole call. Enter/Exit are paired on every path, as in
@@ -162,6 +221,21 @@ impl CallbackSlot {
                 return Err(PyErr::fetch(py));
             }
             ffi::Py_DECREF(result);
+        }
+        Ok(())
+    }
+
+    /// What the cycle collector sees through a handle (once the loop no longer holds it).
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(callback) = self.callback.peek()
+            && let Some(callback) = callback.as_ref()
+        {
+            visit.call(&callback.func)?;
+            visit.call(&callback.args)?;
+        }
+        visit.call(&self.context.context)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
         }
         Ok(())
     }
@@ -200,17 +274,56 @@ impl CallbackSlot {
     }
 }
 
-/// Makes a handle object that the cycle collector does not track (see the module doc).
-pub fn new_untracked<T: PyClass + Into<PyClassInitializer<T>>>(
-    py: Python<'_>,
-    value: T,
-) -> PyResult<Py<T>> {
-    let object = Py::new(py, value)?;
-    // SAFETY: `object` is a fully initialised object we own; untracking only removes it from
-    // the collector's lists (idempotent, and the type's dealloc copes with untracked objects).
-    // Why no cycle can be lost this way is argued in the module doc.
-    unsafe { ffi::PyObject_GC_UnTrack(object.as_ptr().cast()) };
-    Ok(object)
+/// A handle class: `Handle` or `TimerHandle`.
+pub trait HandleClass: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+    fn slot(&self) -> &CallbackSlot;
+}
+
+/// A handle as the loop holds it: the loop's reference, with the handle untracked by the
+/// cycle collector until the loop lets go (see the module doc).
+pub struct LoopHeld<T: HandleClass>(Py<T>);
+
+impl<T: HandleClass + Into<PyClassInitializer<T>>> LoopHeld<T> {
+    /// Makes the handle object, held by the loop.
+    pub fn new(py: Python<'_>, value: T) -> PyResult<Self> {
+        let object = Py::new(py, value)?;
+        // SAFETY: GIL held; `object` is a fully initialised object we own. Untracking only
+        // removes it from the collector's lists; it is idempotent, and pyo3's dealloc uses
+        // the public untrack call, which accepts an untracked object.
+        unsafe { ffi::PyObject_GC_UnTrack(object.as_ptr().cast()) };
+        Ok(Self(object))
+    }
+}
+
+impl<T: HandleClass> LoopHeld<T> {
+    pub fn get(&self) -> &T {
+        self.0.get()
+    }
+
+    /// Another reference to the handle object, for Python.
+    pub fn object(&self, py: Python<'_>) -> Py<T> {
+        self.0.clone_ref(py)
+    }
+}
+
+impl<T: HandleClass> Drop for LoopHeld<T> {
+    fn drop(&mut self) {
+        let ptr = self.0.as_ptr();
+        Python::attach(|py| {
+            // SAFETY: attached; `ptr` is alive (our reference goes only after this).
+            let shared = unsafe { ffi::Py_REFCNT(ptr) } > 1;
+            // A handle that only we hold is about to be freed and needs no tracking.
+            if shared {
+                // SAFETY: as above; tracking a tracked object is fatal, hence the check.
+                unsafe {
+                    if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+                        ffi::PyObject_GC_Track(ptr.cast());
+                    }
+                }
+                self.0.get().slot().context.track(py);
+            }
+        });
+    }
 }
 
 /// A callback scheduled by `call_soon`, `call_soon_threadsafe` or `add_reader`/`add_writer`.
@@ -232,7 +345,7 @@ impl Handle {
 
     /// The contextvars context the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.slot.context.clone_ref(py)
+        self.slot.context.context.clone_ref(py)
     }
 
     #[getter]
@@ -255,10 +368,20 @@ impl Handle {
         self.slot.run_again(py)
     }
 
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.slot.traverse(&visit)
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let mut parts = vec!["Handle".to_owned()];
         self.slot.repr_info(py, &mut parts)?;
         Ok(format!("<{}>", parts.join(" ")))
+    }
+}
+
+impl HandleClass for Handle {
+    fn slot(&self) -> &CallbackSlot {
+        &self.slot
     }
 }
 
@@ -308,7 +431,7 @@ impl TimerHandle {
     }
 
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.slot.context.clone_ref(py)
+        self.slot.context.context.clone_ref(py)
     }
 
     #[getter]
@@ -340,6 +463,10 @@ impl TimerHandle {
         self.slot.run_again(py)
     }
 
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.slot.traverse(&visit)
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let mut parts = vec!["TimerHandle".to_owned(), format!("when={}", self.when)];
         self.slot.repr_info(py, &mut parts)?;
@@ -347,7 +474,13 @@ impl TimerHandle {
     }
 }
 
-impl Timer for Py<TimerHandle> {
+impl HandleClass for TimerHandle {
+    fn slot(&self) -> &CallbackSlot {
+        &self.slot
+    }
+}
+
+impl Timer for LoopHeld<TimerHandle> {
     fn is_cancelled(&self) -> bool {
         self.get().slot.is_cancelled()
     }

@@ -10,9 +10,11 @@ default_exception_handler / get_exception_handler / set_exception_handler.
 
 import asyncio
 import contextvars
+import gc
 import logging
 import sys
 import time
+import weakref
 
 import pytest
 
@@ -377,6 +379,88 @@ def test_task_default_context_is_copy_and_changes_do_not_leak(loop):
         return seen, VAR.get()
 
     assert loop.run_until_complete(main()) == ("parent value", "parent changed after create_task")
+
+
+# --- memory: cycles through handles and their contexts ----------------------------------
+
+
+class Request:
+    """Stands for an object of the user's that holds a handle and is also in the handle's
+    context (kept in a context variable when the callback was scheduled): a reference cycle
+    through the handle's context copy."""
+
+
+def _request_in_a_cycle(schedule):
+    """Makes a Request in a context variable, lets `schedule()` give it a handle (in a copy
+    of that context), and returns a weak reference to it once nothing else holds it."""
+    holder = {}
+
+    def scope():
+        request = Request()
+        VAR.set(request)
+        request.handle = schedule()
+        holder["ref"] = weakref.ref(request)
+
+    contextvars.copy_context().run(scope)
+    return holder["ref"]
+
+
+@pytest.mark.parametrize("kind", ["call_soon", "call_later", "call_at"])
+def test_cycle_through_a_handle_that_ran_is_collected(loop, kind):
+    if kind == "call_soon":
+        ref = _request_in_a_cycle(lambda: loop.call_soon(lambda: None))
+    elif kind == "call_later":
+        ref = _request_in_a_cycle(lambda: loop.call_later(0, lambda: None))
+    else:
+        ref = _request_in_a_cycle(lambda: loop.call_at(loop.time(), lambda: None))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.parametrize("kind", ["call_soon", "call_later"])
+def test_cycle_through_a_cancelled_handle_is_collected(loop, kind):
+    def schedule():
+        if kind == "call_soon":
+            handle = loop.call_soon(lambda: None)
+        else:
+            handle = loop.call_later(3600, lambda: None)
+        handle.cancel()
+        return handle
+
+    ref = _request_in_a_cycle(schedule)
+    loop.run_until_complete(asyncio.sleep(0))  # the loop drops the cancelled entries
+    gc.collect()
+    assert ref() is None
+
+
+def test_cycle_through_a_handle_pending_when_the_loop_closed_is_collected(loop):
+    ref = _request_in_a_cycle(lambda: loop.call_later(3600, lambda: None))
+    loop.close()
+    gc.collect()
+    assert ref() is None
+
+
+def test_collections_while_callbacks_are_pending_keep_them_intact(loop):
+    """Deep queues of callbacks with copied contexts, with the collector running between
+    and inside them: every callback runs once, in its own context."""
+    seen = []
+
+    def cb(i):
+        seen.append((i, VAR.get()))
+        if i % 97 == 0:
+            gc.collect()
+
+    for i in range(3000):
+        token = VAR.set(i)
+        try:
+            (loop.call_soon if i % 2 else lambda f, a: loop.call_later(0, f, a))(cb, i)
+        finally:
+            VAR.reset(token)
+        if i % 500 == 0:
+            gc.collect()
+    loop.run_until_complete(asyncio.sleep(0.02))
+    assert sorted(seen) == [(i, i) for i in range(3000)]
 
 
 # --- exceptions in callbacks ------------------------------------------------------------------
