@@ -73,6 +73,16 @@ impl Ready {
         }
     }
 
+    /// The loop is done with this entry.
+    #[inline]
+    fn release(self, py: Python<'_>) {
+        match self {
+            Ready::Soon(h) => h.release(py),
+            Ready::Timer(t) => t.release(py),
+            Ready::Io(_) | Ready::Sock(_) | Ready::Transport(..) => {}
+        }
+    }
+
     /// Runs the callback; on failure returns the error with the callback that raised it.
     #[inline]
     fn run(&self, core: &LoopCore, py: Python<'_>) -> Result<(), (PyErr, Option<FailedCallback>)> {
@@ -794,6 +804,7 @@ impl LoopCore {
                 break;
             };
             if item.slot().is_some_and(CallbackSlot::is_cancelled) {
+                item.release(py);
                 continue;
             }
             self.stats
@@ -832,6 +843,7 @@ impl LoopCore {
                     (item.to_object(py), err.into_value(py), func, args),
                 )?;
             }
+            item.release(py);
         }
         Ok(())
     }

@@ -281,48 +281,66 @@ pub trait HandleClass: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + S
 
 /// A handle as the loop holds it: the loop's reference, with the handle untracked by the
 /// cycle collector until the loop lets go (see the module doc).
-pub struct LoopHeld<T: HandleClass>(Py<T>);
+pub struct LoopHeld<T: HandleClass> {
+    handle: Py<T>,
+    /// Set by `release`, so that `Drop` has nothing left to do.
+    settled: bool,
+}
 
 impl<T: HandleClass + Into<PyClassInitializer<T>>> LoopHeld<T> {
     /// Makes the handle object, held by the loop.
     pub fn new(py: Python<'_>, value: T) -> PyResult<Self> {
-        let object = Py::new(py, value)?;
-        // SAFETY: GIL held; `object` is a fully initialised object we own. Untracking only
+        let handle = Py::new(py, value)?;
+        // SAFETY: GIL held; `handle` is a fully initialised object we own. Untracking only
         // removes it from the collector's lists; it is idempotent, and pyo3's dealloc uses
         // the public untrack call, which accepts an untracked object.
-        unsafe { ffi::PyObject_GC_UnTrack(object.as_ptr().cast()) };
-        Ok(Self(object))
+        unsafe { ffi::PyObject_GC_UnTrack(handle.as_ptr().cast()) };
+        Ok(Self {
+            handle,
+            settled: false,
+        })
     }
 }
 
 impl<T: HandleClass> LoopHeld<T> {
     pub fn get(&self) -> &T {
-        self.0.get()
+        self.handle.get()
     }
 
     /// Another reference to the handle object, for Python.
     pub fn object(&self, py: Python<'_>) -> Py<T> {
-        self.0.clone_ref(py)
+        self.handle.clone_ref(py)
+    }
+
+    /// The loop lets go of the handle (the cheap way, with the GIL in hand; dropping it
+    /// does the same).
+    pub fn release(mut self, py: Python<'_>) {
+        self.settle(py);
+    }
+
+    fn settle(&mut self, py: Python<'_>) {
+        self.settled = true;
+        let ptr = self.handle.as_ptr();
+        // SAFETY: GIL held; `ptr` is alive (our reference goes only after this).
+        let shared = unsafe { ffi::Py_REFCNT(ptr) } > 1;
+        // A handle that only we hold is about to be freed and needs no tracking.
+        if shared {
+            // SAFETY: as above; tracking a tracked object is fatal, hence the check.
+            unsafe {
+                if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+                    ffi::PyObject_GC_Track(ptr.cast());
+                }
+            }
+            self.handle.get().slot().context.track(py);
+        }
     }
 }
 
 impl<T: HandleClass> Drop for LoopHeld<T> {
     fn drop(&mut self) {
-        let ptr = self.0.as_ptr();
-        Python::attach(|py| {
-            // SAFETY: attached; `ptr` is alive (our reference goes only after this).
-            let shared = unsafe { ffi::Py_REFCNT(ptr) } > 1;
-            // A handle that only we hold is about to be freed and needs no tracking.
-            if shared {
-                // SAFETY: as above; tracking a tracked object is fatal, hence the check.
-                unsafe {
-                    if ffi::PyObject_GC_IsTracked(ptr) == 0 {
-                        ffi::PyObject_GC_Track(ptr.cast());
-                    }
-                }
-                self.0.get().slot().context.track(py);
-            }
-        });
+        if !self.settled {
+            Python::attach(|py| self.settle(py));
+        }
     }
 }
 
