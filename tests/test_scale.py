@@ -1,9 +1,10 @@
 """Many concurrent loopback connections held open at once, each echoing once.
 
 With both ends in this process, N connections need 2N fds: the RLIMIT_NOFILE soft limit is
-raised for the test (and the hard limit, if this process may), or the test is skipped. The
-10k-connection server test puts the clients in a child process (stock asyncio streams), so the
-loop under test holds 10,000 server-side connections within a 20,000-fd hard limit.
+raised for the test (and the hard limit, if this process may), or the test is skipped; 5,000
+connections fit the 20,000-fd hard limit common on CI machines. The 10k-connection server test
+puts the clients in a child process (stock asyncio streams), so the loop under test holds
+10,000 server-side connections within that limit.
 """
 
 import asyncio
@@ -55,14 +56,17 @@ async def hold_and_echo(count, batch=500):
     replies = await asyncio.gather(*(proto.wait_bytes(16) for _, proto in conns))
     assert replies == [b"connection %05d" % i for i in range(count)]
     assert CountingEcho.peak == count  # every connection was open at the same time
+    CountingEcho.all_closed = loop.create_future()
     for transport, _ in conns:
         transport.close()
     await asyncio.gather(*(proto.lost for _, proto in conns))
+    # The server side sees each close as an EOF some iterations later: wait for all of them.
+    await CountingEcho.all_closed
     server.close()
     await server.wait_closed()
 
 
-@pytest.mark.parametrize("count", [1000, 10_000], ids=["1k", "10k"])
+@pytest.mark.parametrize("count", [1000, 5000], ids=["1k", "5k"])
 @pytest.mark.timeout(180)
 def test_concurrent_connections_held_open_each_echo_once(loop, count):
     with at_least_nofile(2 * count + 256):
