@@ -353,3 +353,59 @@ def test_dump_tasks_shows_who_awaits_whom_with_their_lines(loop):
         assert f"{__file__}:{line_of('leaf-waits')} in leaf" in line
         assert line.startswith(("   ├─ ", "   └─ "))  # under the task that gathers them
     assert lines.index(branch_line) < min(lines.index(line) for line in leaves)
+
+
+async def in_group(gate):
+    async with asyncio.TaskGroup() as group:
+        group.create_task(leaf(gate), name="grouped-1")
+        group.create_task(leaf(gate), name="grouped-2")
+
+
+async def waiting(gate):
+    first = asyncio.create_task(leaf(gate), name="waited-1")
+    second = asyncio.create_task(leaf(gate), name="waited-2")
+    await asyncio.wait([first, second])
+
+
+async def waiting_for(gate):
+    await asyncio.wait_for(asyncio.create_task(leaf(gate), name="waited-for"), 60)
+
+
+def _tree_under(loop, parent_coro, parent_name):
+    """dump_tasks() while `parent_coro` (as task `parent_name`) waits: the parent's line and
+    the lines of the tasks under it."""
+
+    async def main():
+        gate = asyncio.Event()
+        task = asyncio.create_task(parent_coro(gate), name=parent_name)
+        await asyncio.sleep(0.01)
+        text = oxloop.dump_tasks()
+        gate.set()
+        await task
+        return text
+
+    lines = loop.run_until_complete(main()).splitlines()
+    [at] = [i for i, line in enumerate(lines) if f"task {parent_name!r}" in line]
+    under = []
+    for line in lines[at + 1 :]:
+        if not line.startswith(("   ├─ ", "   └─ ", "      ")):
+            break
+        under.append(line)
+    return lines[at], under
+
+
+@pytest.mark.parametrize(
+    ("parent", "name", "children"),
+    [
+        (in_group, "group", ["grouped-1", "grouped-2"]),
+        (waiting, "waiter", ["waited-1", "waited-2"]),
+        (waiting_for, "waiter-for", ["waited-for"]),
+    ],
+    ids=["TaskGroup", "wait", "wait_for"],
+)
+def test_dump_tasks_puts_the_tasks_a_task_waits_for_under_it(loop, parent, name, children):
+    """Works without diagnostics, on any loop."""
+    _, under = _tree_under(loop, parent, name)
+    assert sorted(line.split("'")[1] for line in under) == children
+    for line in under:
+        assert f"{__file__}:{line_of('leaf-waits')} in leaf" in line

@@ -2,8 +2,10 @@
 
 A task's await stack is the chain of coroutines it is suspended in: the task's coroutine, the
 coroutine it awaits (``cr_await``), and so on, each frame at its current line. The tree links a
-task to the tasks it waits for: the task its ``await`` is blocked on (``_fut_waiter``), or the
-children of the ``gather()`` it awaits. Tasks that no other task waits for are the roots.
+task to the tasks it waits for: the task its ``await`` is blocked on (``_fut_waiter``), the
+children of the ``gather()`` it awaits, the tasks of the ``TaskGroup`` whose ``async with`` block
+it is leaving, and the tasks it passed to ``asyncio.wait()`` or ``asyncio.wait_for()``. Tasks
+that no other task waits for are the roots.
 
 Works on any asyncio loop: it reads only asyncio's own task attributes.
 """
@@ -11,6 +13,8 @@ Works on any asyncio loop: it reads only asyncio's own task attributes.
 from __future__ import annotations
 
 import asyncio
+import asyncio.taskgroups
+import asyncio.tasks
 from typing import Any
 
 from ._reports import Frame, TaskSnapshot, user_frame
@@ -58,16 +62,60 @@ def snapshot(task: asyncio.Task, created_at: Frame | None = None) -> TaskSnapsho
     )
 
 
+def _group_tasks(frame: Any) -> list[Any]:
+    group = frame.f_locals.get("self")
+    return list(getattr(group, "_tasks", ()))
+
+
+def _waited_set(frame: Any) -> list[Any]:
+    return list(frame.f_locals.get("fs", ()))
+
+
+def _wait_for_target(frame: Any) -> list[Any]:
+    return [frame.f_locals.get("fut")]
+
+
+# The asyncio coroutines a task sits in while it waits for other tasks that neither
+# `_fut_waiter` nor gather's `_children` shows, and how to find those tasks in their frames.
+# Matched by code object, so another Python's differently written helpers are simply not
+# followed (their tasks show up as roots, as before).
+_WAITING_FRAMES = {
+    code: find
+    for code, find in (
+        (getattr(asyncio.taskgroups.TaskGroup.__aexit__, "__code__", None), _group_tasks),
+        (getattr(getattr(asyncio.tasks, "_wait", None), "__code__", None), _waited_set),
+        (getattr(asyncio.tasks.wait_for, "__code__", None), _wait_for_target),
+    )
+    if code is not None
+}
+
+
 def _awaited_tasks(task: asyncio.Task) -> list[asyncio.Task]:
+    awaited: list[Any] = []
     waiter = getattr(task, "_fut_waiter", None)
-    if waiter is None:
-        return []
     if isinstance(waiter, asyncio.Task):
-        return [waiter]
-    children = getattr(waiter, "_children", None)  # the future gather() returns
-    if isinstance(children, list):
-        return [child for child in children if isinstance(child, asyncio.Task)]
-    return []
+        awaited.append(waiter)
+    elif waiter is not None:
+        children = getattr(waiter, "_children", None)  # the future gather() returns
+        if isinstance(children, list):
+            awaited.extend(children)
+    coro, depth = task.get_coro(), 0
+    while coro is not None and depth < _MAX_DEPTH:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        find = _WAITING_FRAMES.get(frame.f_code)
+        if find is not None:
+            awaited.extend(find(frame))
+        coro, depth = (
+            getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None),
+            depth + 1,
+        )
+    unique: dict[asyncio.Task, None] = {}
+    for child in awaited:
+        if isinstance(child, asyncio.Task) and child is not task:
+            unique[child] = None
+    return list(unique)
 
 
 def _live_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
@@ -103,9 +151,9 @@ def dump_tasks(loop: asyncio.AbstractEventLoop | None = None) -> str:
 
     Each line reads ``task 'name' (coroutine()) at file:line in function [await stack]``, the
     place being the innermost line of the user's code in the await stack;
-    a task indented under another is one the outer task is waiting for (its ``await`` or its
-    ``gather()``). Tasks waited for by nobody (the main task, tasks started and left to run,
-    TaskGroup children) are the roots.
+    a task indented under another is one the outer task is waiting for (its ``await``, its
+    ``gather()``, ``wait()`` or ``wait_for()``, or the end of its ``TaskGroup`` block). Tasks
+    waited for by nobody (the main task, tasks started and left to run) are the roots.
     """
     if loop is None:
         loop = asyncio.get_running_loop()
