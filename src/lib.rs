@@ -14,6 +14,7 @@ mod sock;
 mod sock_wait;
 mod stats;
 mod stream;
+mod task_book;
 mod timers;
 mod transport;
 mod udp;
@@ -33,6 +34,8 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock::recv_into_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock::send_nowait, m)?)?;
     m.add_class::<watchdog::Watchdog>()?;
+    m.add_class::<task_book::TaskBook>()?;
+    m.add_class::<task_book::TaskDone>()?;
     m.add_function(wrap_pyfunction!(diagnostics::_set_timer_lag_recording, m)?)?;
     m.add_function(wrap_pyfunction!(diagnostics::_timer_lag, m)?)?;
     Ok(())

@@ -180,6 +180,38 @@ class Watchdog:
     @property
     def threshold_seconds(self) -> float: ...
 
+class TaskBook:
+    """The task factory of the diagnostics mode (src/task_book.rs): makes each task with
+    `task_class`, records its creation site (``_oxloop_site``) and counts it; `sites` (site ->
+    live tasks) is updated in place. ``on_flood()`` is called when the live tasks cross
+    `soft_limit`, ``on_unusual_end(task)`` when a task it made ends cancelled or failed.
+    """
+
+    def __init__(
+        self,
+        task_class: type[asyncio.Task[Any]],
+        soft_limit: int,
+        sites: dict[tuple[str, int, str] | None, int],
+        machinery: list[str],
+        on_flood: Callable[[], object],
+        on_unusual_end: Callable[[asyncio.Task[Any]], object],
+    ) -> None: ...
+    def __call__(
+        self, event_loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]: ...
+    @property
+    def created(self) -> int: ...
+    @property
+    def live(self) -> int: ...
+    @property
+    def high_water(self) -> int: ...
+    def rate(self) -> float: ...
+
+class TaskDone:
+    """The done callback of the tasks a `TaskBook` made (made by the book, not by Python)."""
+
+    def __call__(self, task: asyncio.Task[Any]) -> None: ...
+
 def _set_timer_lag_recording(core: LoopCore, on: bool) -> None:
     """Switch timer-lateness recording on or off (on: from an empty histogram)."""
 

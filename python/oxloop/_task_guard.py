@@ -1,8 +1,9 @@
 """The task side of the diagnostics mode, built on the loop's task factory.
 
-While diagnostics are on, the loop creates its tasks through `TaskGuard.create_task`, which
-makes a `Task` (asyncio's C task with four slots more), notes where it was created, and counts
-it. From that it reports:
+While diagnostics are on, the loop creates its tasks through `TaskGuard.create_task`, the
+native `oxloop._oxloop.TaskBook`: it makes a `Task` (asyncio's C task with four slots more),
+notes where it was created, and counts it; its done callback counts the task out and hands a
+task that was cancelled or failed back to the guard. From that the guard reports:
 
 - **task flood**: live tasks, high-water mark, creation rate and the top creation sites; one
   warning when the live count crosses the soft limit (again only after it fell below half);
@@ -13,22 +14,20 @@ it. From that it reports:
 - **lost exception**: a failed task whose exception nobody retrieved, reported when asyncio's
   finaliser says so (the task was collected) or, for tasks still alive, when the loop closes.
 
-It needs nothing from oxloop's core, so it works on stock asyncio loops too (see
+It needs nothing from oxloop's loop, so it works on stock asyncio loops too (see
 `oxloop.diagnostics.attach`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
 import sys
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import _task_tree
+from . import _oxloop, _task_tree
 from ._reports import (
     Frame,
     LostExceptionReport,
@@ -38,7 +37,7 @@ from ._reports import (
     TaskFloodReport,
 )
 
-__all__ = ["Task", "TaskGuard", "creation_site", "MACHINERY"]
+__all__ = ["Task", "TaskGuard", "MACHINERY"]
 
 # Frames in these directories are asyncio's or oxloop's machinery, not where the user made a
 # task: create_task, gather, ensure_future, TaskGroup, Runner, oxloop.run.
@@ -51,17 +50,6 @@ MACHINERY = (
 _CANCEL_ALL_TASKS = getattr(getattr(asyncio.runners, "_cancel_all_tasks", None), "__code__", None)
 
 TOP_SITES = 5
-
-
-def creation_site(frame: Any) -> tuple[str, int, str] | None:
-    """The first frame, going out from `frame`, that is not asyncio's or oxloop's: a raw
-    ``(filename, lineno, function)`` tuple (a `Frame` once reported)."""
-    while frame is not None:
-        code = frame.f_code
-        if not code.co_filename.startswith(MACHINERY):
-            return (code.co_filename, frame.f_lineno, code.co_qualname)
-        frame = frame.f_back
-    return None
 
 
 class Task(asyncio.Task):
@@ -99,56 +87,28 @@ class TaskGuard:
         self._loop_ref = weakref.ref(loop)
         self.soft_limit = soft_limit
         self._emit = emit
-        self.created = 0
-        self.live = 0
-        self.high_water = 0
         self.sites: dict[tuple[str, int, str] | None, int] = {}  # site -> live tasks
-        self._flood_armed = True
-        self._rate_start = time.monotonic()
-        self._rate_created = 0
-        self._last_rate = 0.0
         self._failed: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
         self._cancelled_at_shutdown: list[Any] = []
-        # Done callbacks run in this empty context instead of a copy of the creator's:
-        # one copy less per task, and the callback reads no context variables.
-        self._context = contextvars.Context()
+        # The task factory: makes, counts and watches each task (see the module doc).
+        self.create_task = _oxloop.TaskBook(
+            Task, soft_limit, self.sites, list(MACHINERY), self._report_flood, self._unusual_end
+        )
 
-    # -- the hot path: one call per task created, one per task done -----------------------
+    @property
+    def created(self) -> int:
+        return self.create_task.created
 
-    def create_task(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Task:
-        task = Task(coro, loop=loop, **kwargs)
-        site = creation_site(sys._getframe(1))
-        task._oxloop_site = site
-        task._oxloop_cancel_stack = None
-        task._oxloop_at_shutdown = False
-        task._oxloop_reported = False
-        task.add_done_callback(self._task_done, context=self._context)
-        self.created += 1
-        self.live += 1
-        self.sites[site] = self.sites.get(site, 0) + 1
-        if self.live > self.high_water:
-            self.high_water = self.live
-            if self.live > self.soft_limit and self._flood_armed:
-                self._flood_armed = False
-                self._report_flood()
-        if not self.created & 63:  # the rate window is checked every 64 tasks, not every one
-            now = time.monotonic()
-            if now - self._rate_start >= 1.0:
-                self._last_rate = (self.created - self._rate_created) / (now - self._rate_start)
-                self._rate_start = now
-                self._rate_created = self.created
-        return task
+    @property
+    def live(self) -> int:
+        return self.create_task.live
 
-    def _task_done(self, task: Task) -> None:
-        self.live -= 1
-        site = task._oxloop_site
-        left = self.sites.get(site, 1) - 1
-        if left > 0:
-            self.sites[site] = left
-        else:
-            self.sites.pop(site, None)
-        if not self._flood_armed and self.live < self.soft_limit // 2:
-            self._flood_armed = True
+    @property
+    def high_water(self) -> int:
+        return self.create_task.high_water
+
+    def _unusual_end(self, task: Task) -> None:
+        """A task of ours ended after cancel() was called on it, or with an exception."""
         if task.cancelled():
             if task._oxloop_at_shutdown:
                 self._cancelled_at_shutdown.append(self._snapshot(task, task._oxloop_cancel_stack))
@@ -175,10 +135,7 @@ class TaskGuard:
 
     def rate(self) -> float:
         """Tasks created per second over the last second or so."""
-        elapsed = time.monotonic() - self._rate_start
-        if elapsed < 0.1 and self._last_rate:  # too short a window: the previous one's rate
-            return self._last_rate
-        return (self.created - self._rate_created) / max(elapsed, 1e-3)
+        return self.create_task.rate()
 
     def top_sites(self, n: int = TOP_SITES) -> list[tuple[Frame | None, int]]:
         ranked = sorted(self.sites.items(), key=lambda item: item[1], reverse=True)[:n]
