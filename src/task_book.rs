@@ -283,9 +283,11 @@ impl TaskBook {
             qualname: qualname.unbind(),
             machinery,
         };
-        self.book.state.with(py, |s| {
-            s.codes.insert(code.as_ptr() as usize, info);
-        })?;
+        let replaced = self
+            .book
+            .state
+            .with(py, |s| s.codes.insert(code.as_ptr() as usize, info))?;
+        drop(replaced); // outside the borrow (see gil_cell)
         Ok(machinery)
     }
 
@@ -320,9 +322,11 @@ impl TaskBook {
             ],
         )?;
         let kept = site.clone().unbind();
-        self.book.state.with(py, |s| {
-            s.site_tuples.insert((code, line), kept);
-        })?;
+        let replaced = self
+            .book
+            .state
+            .with(py, |s| s.site_tuples.insert((code, line), kept))?;
+        drop(replaced); // outside the borrow (see gil_cell)
         Ok(site)
     }
 }
