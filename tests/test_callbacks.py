@@ -126,6 +126,22 @@ def test_handle_cancel_and_cancelled(loop):
     assert h.cancelled()
 
 
+@pytest.mark.parametrize("method", ["call_soon", "call_later"])
+def test_handles_can_be_weakly_referenced(loop, method):
+    # asyncio's handles have a __weakref__ slot, and code keeps them in weak mappings.
+    handle = (
+        loop.call_soon(lambda: None) if method == "call_soon" else loop.call_later(1, lambda: None)
+    )
+    handles = weakref.WeakValueDictionary()
+    handles["h"] = handle
+    assert handles["h"] is handle
+    handle.cancel()
+    run_one_round(loop)
+    del handle
+    gc.collect()
+    assert "h" not in handles
+
+
 def test_cancel_before_run_means_never_runs(loop):
     calls = []
     loop.call_soon(calls.append, 1)
