@@ -810,22 +810,20 @@ impl LoopCore {
             self.stats
                 .callback_started_ns
                 .store(clock::coarse_nanos(), Ordering::Relaxed);
-            let result =
-                if let (true, Some(slot)) = (self.debug.load(Ordering::Relaxed), item.slot()) {
-                    // Keep the callback through the run so a slow-callback report can name it.
-                    let started = clock::monotonic();
-                    let result = slot.run_again(py).map_err(|err| (err, None));
-                    let took = clock::monotonic() - started;
-                    if took >= f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed)) {
-                        slf.call_method1("_slow_callback", (item.to_object(py), took))?;
-                    }
-                    if !matches!(item, Ready::Io(_)) {
-                        slot.release(py)?;
-                    }
-                    result
-                } else {
-                    item.run(self, py)
-                };
+            // In debug mode the callback is kept through the run, and released only after
+            // the reports, so the slow-callback and the error report can both name it.
+            let debug_slot = item.slot().filter(|_| self.debug.load(Ordering::Relaxed));
+            let result = if let Some(slot) = debug_slot {
+                let started = clock::monotonic();
+                let result = slot.run_again(py).map_err(|err| (err, None));
+                let took = clock::monotonic() - started;
+                if took >= f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed)) {
+                    slf.call_method1("_slow_callback", (item.to_object(py), took))?;
+                }
+                result
+            } else {
+                item.run(self, py)
+            };
             self.stats.callback_started_ns.store(0, Ordering::Relaxed);
             LoopStats::add(&self.stats.callbacks_run, 1);
             if let Err((err, callback)) = result {
@@ -842,6 +840,9 @@ impl LoopCore {
                     "_callback_failed",
                     (item.to_object(py), err.into_value(py), func, args),
                 )?;
+            }
+            if let (Some(slot), false) = (debug_slot, matches!(item, Ready::Io(_))) {
+                slot.release(py)?;
             }
             item.release(py);
         }

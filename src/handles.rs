@@ -345,7 +345,7 @@ impl<T: HandleClass> Drop for LoopHeld<T> {
 }
 
 /// A callback scheduled by `call_soon`, `call_soon_threadsafe` or `add_reader`/`add_writer`.
-#[pyclass(frozen, freelist = 256, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, freelist = 256, module = "oxloop._oxloop")]
 pub struct Handle {
     pub slot: CallbackSlot,
 }
@@ -404,7 +404,7 @@ impl HandleClass for Handle {
 }
 
 /// A callback scheduled for a point in time by `call_later` or `call_at`.
-#[pyclass(frozen, freelist = 256, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, freelist = 256, module = "oxloop._oxloop")]
 pub struct TimerHandle {
     pub slot: CallbackSlot,
     when: f64,

@@ -9,7 +9,10 @@
 //! `connection_lost`, closing the socket.
 //!
 //! Protocol callbacks run inside a copy of the contextvars context the transport was created
-//! in, as they do on stock asyncio (where they run in the context of the reader handle).
+//! in, as they do on stock asyncio (where they run in the context of the reader handle). So
+//! does all the work of a read or write event, not only the protocol calls: what it schedules
+//! (`connection_lost` after EOF or an error, the protocol's own `call_soon`s) copies that
+//! context too, as a `call_soon` made inside asyncio's reader callback does.
 //!
 //! The socket's fd stays open for as long as this object is attached to the loop: the Python
 //! side closes the socket only after `_detach()`, so the loop never watches a closed fd number.
@@ -59,6 +62,8 @@ pub(crate) struct State {
     pub protocol: Option<Py<PyAny>>,
     pub transport: Option<Py<PyAny>>,
     pub context: Option<Py<PyAny>>,
+    /// True while a read or write event runs inside `context` (already entered).
+    dispatching: bool,
     pub buffered_protocol: bool,
     /// Stream data waiting to be written.
     pub chunks: VecDeque<Chunk>,
@@ -93,6 +98,7 @@ impl State {
             protocol: Some(protocol.clone().unbind()),
             transport: Some(transport.clone().unbind()),
             context: Some(copy_current_context(py)?),
+            dispatching: false,
             buffered_protocol: is_buffered_protocol(protocol)?,
             chunks: VecDeque::new(),
             datagram: None,
@@ -223,17 +229,42 @@ impl TransportCore {
         method: &Bound<'py, PyString>,
         args: impl pyo3::call::PyCallArgs<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (protocol, context) = self.with(py, |s| {
+        let (protocol, context, dispatching) = self.with(py, |s| {
             (
                 s.protocol.as_ref().map(|p| p.clone_ref(py)),
                 s.context.as_ref().map(|c| c.clone_ref(py)),
+                s.dispatching,
             )
         })?;
         let (Some(protocol), Some(context)) = (protocol, context) else {
             return Ok(py.None().into_bound(py));
         };
         let protocol = protocol.into_bound(py);
+        if dispatching {
+            // Entering a context that is already entered raises RuntimeError.
+            return protocol.call_method1(method, args);
+        }
         call_in_context(py, context.bind(py), || protocol.call_method1(method, args))
+    }
+
+    /// Runs the work of one read or write event inside the transport's context.
+    fn dispatch(
+        slf: &Bound<'_, Self>,
+        event: impl FnOnce(&Bound<'_, Self>) -> PyResult<()>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let context = this.with(py, |s| {
+            let context = s.context.as_ref().map(|c| c.clone_ref(py));
+            s.dispatching = context.is_some();
+            context
+        })?;
+        let Some(context) = context else {
+            return event(slf);
+        };
+        let result = call_in_context(py, context.bind(py), || event(slf));
+        this.with(py, |s| s.dispatching = false)?;
+        result
     }
 
     /// asyncio's `_maybe_pause_protocol`.
@@ -342,9 +373,9 @@ impl TransportCore {
             return Ok(());
         }
         if datagram {
-            Self::datagram_readable(slf)
+            Self::dispatch(slf, Self::datagram_readable)
         } else {
-            Self::stream_readable(slf)
+            Self::dispatch(slf, Self::stream_readable)
         }
     }
 
@@ -362,9 +393,9 @@ impl TransportCore {
             return Ok(());
         }
         if datagram {
-            Self::datagram_writable(slf)
+            Self::dispatch(slf, Self::datagram_writable)
         } else {
-            Self::stream_writable(slf)
+            Self::dispatch(slf, Self::stream_writable)
         }
     }
 

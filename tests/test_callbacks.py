@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import gc
 import logging
+import re
 import sys
 import time
 import weakref
@@ -124,6 +125,22 @@ def test_handle_cancel_and_cancelled(loop):
     assert h.cancelled()
     h.cancel()  # idempotent
     assert h.cancelled()
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later"])
+def test_handles_can_be_weakly_referenced(loop, method):
+    # asyncio's handles have a __weakref__ slot, and code keeps them in weak mappings.
+    handle = (
+        loop.call_soon(lambda: None) if method == "call_soon" else loop.call_later(1, lambda: None)
+    )
+    handles = weakref.WeakValueDictionary()
+    handles["h"] = handle
+    assert handles["h"] is handle
+    handle.cancel()
+    run_one_round(loop)
+    del handle
+    gc.collect()
+    assert "h" not in handles
 
 
 def test_cancel_before_run_means_never_runs(loop):
@@ -503,6 +520,28 @@ def test_timer_callback_exception_goes_to_exception_handler(loop):
     assert calls == ["after"]
     assert [type(c["exception"]) for c in contexts] == [KeyError]
     assert contexts[0]["message"].startswith("Exception in callback")
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["normal", "debug"])
+@pytest.mark.parametrize("method", ["call_soon", "call_later"])
+def test_callback_exception_message_names_the_callback(loop, debug, method):
+    # Debug mode keeps the callback through the run for the slow-callback report: it must
+    # still be there when the error report is made after it.
+    loop.set_debug(debug)
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    def zero_error():
+        loop.stop()
+        raise ZeroDivisionError("division by zero")
+
+    if method == "call_soon":
+        loop.call_soon(zero_error)
+    else:
+        loop.call_later(0.001, zero_error)
+    loop.run_forever()
+    assert len(contexts) == 1
+    assert re.search(r"Exception in callback .*zero_error", contexts[0]["message"])
 
 
 def test_callback_exception_without_handler_is_logged(loop, caplog):

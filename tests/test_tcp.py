@@ -7,6 +7,7 @@ Every test runs on stock asyncio (the oracle) and on oxloop. Loopback only.
 """
 
 import asyncio
+import contextvars
 import errno
 import re
 import socket
@@ -290,6 +291,71 @@ def test_exception_in_data_received_goes_to_exception_handler(loop):
         # the loop keeps serving other connections
         _, port = await start_echo_server()
         assert await echo_once(port, b"still alive") == b"still alive"
+        server.close()
+
+    run(loop, main())
+
+
+REQUEST = contextvars.ContextVar("REQUEST", default="outer")
+
+
+class ContextRecordingProtocol(RecordingProtocol):
+    """A RecordingProtocol that also notes, in `seen`, the value of REQUEST each callback saw."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = []
+
+    def connection_made(self, transport):
+        self.seen.append(("connection_made", REQUEST.get()))
+        super().connection_made(transport)
+
+    def eof_received(self):
+        self.seen.append(("eof_received", REQUEST.get()))
+        return super().eof_received()
+
+    def connection_lost(self, exc):
+        self.seen.append(("connection_lost", REQUEST.get()))
+        super().connection_lost(exc)
+
+
+# The transport is made in a task that set REQUEST, while the loop itself runs in a context
+# where it is unset: a callback that ran in the loop's context instead of the transport's would
+# see "outer". On asyncio, connection_lost after the peer's EOF or reset is scheduled from the
+# reader callback, so it runs in a copy of the transport's context (uvloop's test_context
+# checks the same).
+@pytest.mark.parametrize("how", ["eof", "reset"])
+def test_connection_lost_after_the_peer_closes_runs_in_the_transport_context(loop, how):
+    async def main():
+        REQUEST.set("inner")
+        server, transport, proto, server_proto = await tcp_pair(client_cls=ContextRecordingProtocol)
+        if how == "reset":
+            set_linger_zero(server_proto.transport.get_extra_info("socket"))
+            server_proto.transport.abort()
+        else:
+            server_proto.transport.write_eof()
+        await proto.lost
+        assert proto.seen[-1] == ("connection_lost", "inner")
+        assert all(value == "inner" for _, value in proto.seen), proto.seen
+        server.close()
+
+    run(loop, main())
+
+
+def test_connection_lost_after_a_drained_close_runs_in_the_writers_context(loop):
+    # close() with data still buffered: connection_lost comes from the write path once the
+    # buffer drains (on asyncio, the writer callback added by the task that wrote).
+    async def main():
+        REQUEST.set("inner")
+        server, transport, proto, server_proto = await tcp_pair(client_cls=ContextRecordingProtocol)
+        server_proto.transport.pause_reading()
+        shrink_buffers(transport.get_extra_info("socket"))
+        await fill_until_buffered(transport)
+        assert transport.get_write_buffer_size() > 0
+        transport.close()
+        server_proto.transport.resume_reading()
+        await proto.lost
+        assert proto.seen[-1] == ("connection_lost", "inner")
         server.close()
 
     run(loop, main())
