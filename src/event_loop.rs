@@ -147,6 +147,10 @@ struct IoCallbacks {
     transport_interest: Interest,
     /// What the poller holds for the fd (see `LoopCore::sync_kernel`).
     kernel: Registration,
+    /// The object (not an int) last given to `add_reader`/`add_writer` for the fd, kept while
+    /// a reader or writer is registered: once the object is closed its `fileno()` is -1, and
+    /// `remove_reader(obj)` finds the fd through it, as asyncio's selector finds its key.
+    fileobj: Option<Py<PyAny>>,
 }
 
 impl IoCallbacks {
@@ -215,22 +219,36 @@ impl IoTable {
     }
 
     /// Removes the target of `fd`'s `side` if `which` accepts it, for the caller to update the
-    /// poller and release it.
+    /// poller and release it (with the fd's file object once neither side is watched).
     fn take_if(
         &mut self,
         fd: RawFd,
         side: Side,
         which: impl FnOnce(&IoTarget) -> bool,
-    ) -> Option<IoTarget> {
+    ) -> Option<(IoTarget, Option<Py<PyAny>>)> {
         let entry = self.get_mut(fd)?;
         if !entry.side(side).as_ref().is_some_and(which) {
             return None;
         }
         let before = entry.interest();
         let removed = entry.side(side).take()?;
+        let fileobj = if entry.reader.is_none() && entry.writer.is_none() {
+            entry.fileobj.take()
+        } else {
+            None
+        };
         let after = entry.interest();
         self.count_change(before, after);
-        Some(removed)
+        Some((removed, fileobj))
+    }
+
+    /// The fd whose reader or writer was registered with `obj` itself.
+    fn fd_registered_with(&self, obj: &Bound<'_, PyAny>) -> Option<RawFd> {
+        let index = self
+            .by_fd
+            .iter()
+            .position(|entry| entry.fileobj.as_ref().is_some_and(|ours| ours.is(obj)))?;
+        RawFd::try_from(index).ok()
     }
 
     fn count_change(&mut self, before: Interest, after: Interest) {
@@ -577,7 +595,6 @@ impl LoopCore {
         this.check_closed()?;
         let fd_number = fileobj_to_fd(fd)?;
         this.ensure_fd_no_transport(py, fd_number, fd)?;
-        let fd = fd_number;
         let method = match side {
             Side::Read => "add_reader",
             Side::Write => "add_writer",
@@ -585,7 +602,14 @@ impl LoopCore {
         check_callable(&callback, method)?;
         let slot = Self::new_slot(slf, callback, args, None, false)?;
         let handle = LoopHeld::new(py, Handle { slot })?;
-        this.watch(py, fd, side, IoTarget::Callback(handle))
+        this.watch(py, fd_number, side, IoTarget::Callback(handle))?;
+        if fd.cast::<pyo3::types::PyInt>().is_err() {
+            let previous = this.io.with(py, |io| {
+                io.entry(fd_number).fileobj.replace(fd.clone().unbind())
+            })?;
+            drop(previous);
+        }
+        Ok(())
     }
 
     /// Makes `target` what runs when `fd` is ready on `side`, replacing (and releasing) the
@@ -621,9 +645,10 @@ impl LoopCore {
         side: Side,
         which: impl FnOnce(&IoTarget) -> bool,
     ) -> PyResult<bool> {
-        let Some(removed) = self.io.with(py, |io| io.take_if(fd, side, which))? else {
+        let Some((removed, fileobj)) = self.io.with(py, |io| io.take_if(fd, side, which))? else {
             return Ok(false);
         };
+        drop(fileobj);
         removed.release(py)?;
         self.sync_kernel(py, fd)?;
         Ok(true)
@@ -645,8 +670,27 @@ impl LoopCore {
         if this.closed.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let fd_number = fileobj_to_fd(fd)?;
-        this.ensure_fd_no_transport(py, fd_number, fd)?;
+        let fd_number = match fileobj_to_fd(fd) {
+            Ok(fd_number) => {
+                this.ensure_fd_no_transport(py, fd_number, fd)?;
+                fd_number
+            }
+            // A socket closed while watched answers -1 to fileno(); asyncio's selector still
+            // finds the registration made with that same object, and so do we. An object whose
+            // fileno() fails is not looked for: asyncio's `_ensure_fd_no_transport` rejects it.
+            Err(err) => {
+                let answers_fileno = fd.cast::<pyo3::types::PyInt>().is_err()
+                    && fd
+                        .call_method0("fileno")
+                        .is_ok_and(|n| n.cast::<pyo3::types::PyInt>().is_ok());
+                let found = if answers_fileno {
+                    this.io.with(py, |io| io.fd_registered_with(fd))?
+                } else {
+                    None
+                };
+                found.ok_or(err)?
+            }
+        };
         this.unwatch_if(py, fd_number, side, |_| true)
     }
 

@@ -287,6 +287,34 @@ def test_remove_reader_after_fd_closed(loop):
         b.close()
 
 
+@pytest.mark.parametrize("side", ["reader", "writer"])
+def test_remove_watcher_by_socket_closed_since(loop, side):
+    # anyio's raw-socket streams do this: aclose() closes the socket, then the wait's done
+    # callback removes the watcher with the socket object, whose fileno() is now -1.
+    a, b = socket.socketpair()
+    add, remove = getattr(loop, "add_" + side), getattr(loop, "remove_" + side)
+    add(a, lambda: None)
+    a.close()
+    try:
+        assert remove(a) is True
+        with pytest.raises(ValueError):
+            remove(a)  # no longer registered: nothing to find it by
+        loop.run_until_complete(settle(0.01))
+    finally:
+        b.close()
+
+
+def test_closed_socket_finds_only_its_own_registration(loop):
+    a, b = socket.socketpair()
+    loop.add_reader(FileLike(a), lambda: None)
+    a.close()
+    try:
+        with pytest.raises(ValueError):
+            loop.remove_reader(a)  # registered through another object
+    finally:
+        b.close()
+
+
 needs_proc_fd = pytest.mark.skipif(
     not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd to count open fds"
 )
