@@ -24,6 +24,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::clock;
+use crate::errors::io_error;
 use crate::gil_cell::GilCell;
 use crate::handles::{CallbackSlot, FailedCallback, Handle, LoopHeld, TimerHandle};
 use crate::poller::{EventBuffer, Interest, Poller, Readiness, Registration};
@@ -576,9 +577,9 @@ impl LoopCore {
         Ok(handle)
     }
 
-    fn wake_if_sleeping(&self) -> PyResult<()> {
+    fn wake_if_sleeping(&self, py: Python<'_>) -> PyResult<()> {
         if self.sleeping.load(Ordering::SeqCst) {
-            self.poller.wake()?;
+            self.poller.wake().map_err(|err| io_error(py, err))?;
         }
         Ok(())
     }
@@ -660,7 +661,10 @@ impl LoopCore {
             let entry = io.entry(fd);
             (entry.kernel, entry.interest(), entry.oneshot())
         })?;
-        let now = self.poller.register(fd, current, wanted, oneshot)?;
+        let now = self
+            .poller
+            .register(fd, current, wanted, oneshot)
+            .map_err(|err| io_error(py, err))?;
         self.io.with(py, |io| io.entry(fd).kernel = now)
     }
 
@@ -774,7 +778,7 @@ impl LoopCore {
             // Interrupted by a signal: run Python's handlers now (SIGINT raises
             // KeyboardInterrupt out of run_forever, as in stock asyncio).
             Ok(false) => py.check_signals(),
-            Err(err) => Err(err.into()),
+            Err(err) => Err(io_error(py, err)),
         }
     }
 
@@ -935,7 +939,7 @@ impl LoopCore {
         let this = slf.get();
         let debug = this.check_schedule(slf, &callback, "call_soon_threadsafe", false)?;
         let handle = Self::push_soon(slf, callback, args, context, debug)?;
-        this.wake_if_sleeping()?;
+        this.wake_if_sleeping(slf.py())?;
         Ok(handle)
     }
 
@@ -986,12 +990,16 @@ impl LoopCore {
 impl LoopCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         Ok(Self {
             ready: GilCell::new(VecDeque::new()),
             timers: GilCell::new(TimerHeap::new()),
             io: GilCell::new(IoTable::default()),
-            poller: Poller::new()?,
+            poller: Poller::new().map_err(|err| io_error(py, err))?,
             event_buf: GilCell::new(EventBuffer::with_capacity(EVENTS_PER_POLL)),
             readiness_buf: GilCell::new(Vec::new()),
             stats: Arc::new(LoopStats::default()),
@@ -1246,11 +1254,11 @@ impl LoopCore {
     }
 
     /// Wakes the loop from any thread (asyncio's self-pipe write).
-    fn _write_to_self(&self) -> PyResult<()> {
+    fn _write_to_self(&self, py: Python<'_>) -> PyResult<()> {
         if self.poller.is_closed() {
             return Ok(());
         }
-        self.poller.wake().map_err(Into::into)
+        self.poller.wake().map_err(|err| io_error(py, err))
     }
 
     /// Marks the loop closed and releases the queued callbacks, timers and fd watches.

@@ -5,6 +5,7 @@
 mod buffer;
 mod clock;
 mod diagnostics;
+mod errors;
 mod event_loop;
 mod fastcall;
 mod gil_cell;

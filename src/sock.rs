@@ -9,14 +9,14 @@
 use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, RawFd};
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
 use crate::buffer::BufferView;
+use crate::errors::os_error;
 use crate::transport::READ_SIZE;
 
 thread_local! {
@@ -33,20 +33,6 @@ pub(crate) fn borrow_fd(fd: RawFd) -> PyResult<BorrowedFd<'static>> {
     // SAFETY: the fd is only used for the one system call below, while the caller's socket
     // object keeps it open; a closed number makes the call fail with EBADF (an OSError).
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
-}
-
-/// The exception the `socket` module raises for `err`: `OSError(errno, strerror)`, which
-/// Python turns into the matching subclass (`ConnectionResetError`, `BrokenPipeError`...).
-pub(crate) fn os_error(py: Python<'_>, err: Errno) -> PyErr {
-    static STRERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let code = err.raw_os_error();
-    match STRERROR
-        .import(py, "os", "strerror")
-        .and_then(|strerror| strerror.call1((code,)))
-    {
-        Ok(message) => PyOSError::new_err((code, message.unbind())),
-        Err(failed) => failed,
-    }
 }
 
 fn recv_retrying(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {

@@ -23,8 +23,9 @@ use pyo3::prelude::*;
 use rustix::io::Errno;
 
 use crate::buffer::BufferView;
+use crate::errors::os_error;
 use crate::event_loop::Side;
-use crate::sock::{borrow_fd, os_error, recv_bytes, send_retrying};
+use crate::sock::{borrow_fd, recv_bytes, send_retrying};
 
 enum SockOp {
     /// `sock_recv(sock, n)`: one `recv` of up to `n` bytes.

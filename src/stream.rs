@@ -23,6 +23,7 @@ use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
 use crate::buffer::BufferView;
+use crate::errors::os_error;
 use crate::transport::{CONNLOST_WRITES_BEFORE_WARNING, TransportCore, asyncio_logger};
 
 /// Buffers passed to one `sendmsg`; Linux's IOV_MAX is 1024.
@@ -126,7 +127,7 @@ impl TransportCore {
                     Ok(n) if n == len => return WriteOutcome::Done(data),
                     Ok(n) => sent = n,
                     Err(err) => {
-                        let err = PyErr::from(std::io::Error::from(err));
+                        let err = os_error(py, err);
                         return WriteOutcome::Failed(err, data);
                     }
                 }
@@ -193,7 +194,7 @@ impl TransportCore {
             Ok(None) => return self.on_eof(slf),
             Err(Errno::AGAIN | Errno::INTR) => return Ok(()),
             Err(err) => {
-                let err = PyErr::from(std::io::Error::from(err));
+                let err = os_error(py, err);
                 return self.fatal_error(py, err, "Fatal read error on socket transport");
             }
         };
@@ -231,8 +232,9 @@ impl TransportCore {
             }
         };
         let received = match BufferView::writable(&buffer) {
-            Ok(mut view) => recv_retrying(self.fd(), view.as_mut_slice())
-                .map_err(|err| PyErr::from(std::io::Error::from(err))),
+            Ok(mut view) => {
+                recv_retrying(self.fd(), view.as_mut_slice()).map_err(|err| os_error(py, err))
+            }
             Err(err) => Err(err),
         };
         let nbytes = match received {
@@ -305,7 +307,7 @@ impl TransportCore {
                 })?;
                 drop(cleared);
                 this.set_writing(py, &unbound, false)?;
-                let err = PyErr::from(std::io::Error::from(err));
+                let err = os_error(py, err);
                 let waiter = this.with(py, |s| s.empty_waiter.as_ref().map(|w| w.clone_ref(py)))?;
                 let exc = err.clone_ref(py);
                 this.fatal_error(py, err, "Fatal write error on socket transport")?;

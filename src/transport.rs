@@ -28,6 +28,7 @@ use pyo3::{PyTraverseError, PyVisit, intern};
 use rustix::net::Shutdown;
 
 use crate::buffer::BufferView;
+use crate::errors::os_error;
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handles::{call_in_context, copy_current_context};
@@ -429,8 +430,7 @@ impl TransportCore {
                     .call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
             }
         } else if eof {
-            rustix::net::shutdown(this.fd(), Shutdown::Write)
-                .map_err(|e| PyErr::from(std::io::Error::from(e)))?;
+            rustix::net::shutdown(this.fd(), Shutdown::Write).map_err(|e| os_error(py, e))?;
         }
         Ok(())
     }
@@ -619,8 +619,7 @@ impl TransportCore {
             !s.has_pending()
         })?;
         if shutdown_now {
-            rustix::net::shutdown(self.fd(), Shutdown::Write)
-                .map_err(|e| PyErr::from(std::io::Error::from(e)))?;
+            rustix::net::shutdown(self.fd(), Shutdown::Write).map_err(|e| os_error(py, e))?;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ its fd was closed, and that loops and watchers leak no file descriptors.
 """
 
 import asyncio
+import errno
 import gc
 import os
 import socket
@@ -273,6 +274,18 @@ def test_add_on_closed_loop_raises(loop, pair, method):
     loop.close()
     with pytest.raises(RuntimeError, match="closed"):
         getattr(loop, method)(a.fileno(), lambda: None)
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+def test_watching_a_closed_fd_raises_oserror_with_its_errno(loop, method):
+    sock, other = socket.socketpair()
+    fd = sock.fileno()
+    sock.close()
+    other.close()
+    with pytest.raises(OSError) as caught:
+        getattr(loop, method)(fd, lambda: None)
+    assert caught.value.errno == errno.EBADF
+    assert caught.value.strerror == os.strerror(errno.EBADF)
 
 
 def test_remove_reader_after_fd_closed(loop):

@@ -949,6 +949,7 @@ def test_peer_reset_gives_connection_reset_error_and_others_keep_working(loop):
         server_proto.transport.abort()  # close with SO_LINGER 0: the kernel sends RST
         exc = await proto.lost
         assert isinstance(exc, ConnectionResetError)
+        assert exc.errno == errno.ECONNRESET  # code that reads exc.errno sees it, as on asyncio
         assert transport.is_closing()
         assert proto.events.count("connection_lost") == 1
         # an OSError on a transport is not reported to the exception handler
