@@ -131,6 +131,7 @@ DEFAULT_MODULES = [
     "test_events",
     "test_context",
     "test_waitfor",
+    "test_threads",
 ]
 
 # Modules of which only some classes run without --loop-classes. test_events: the
@@ -157,6 +158,7 @@ NETWORK_MODULES = [
     "test_buffered_proto",
     "test_server",
     "test_ssl",
+    "test_sslproto",
     "test_streams",
     "test_subprocess",
     "test_unix_events",
@@ -173,6 +175,7 @@ LOOP_CLASSES = {
     "test_sock_lowlevel": {"EPollEventLoopTests": "create_event_loop"},
     "test_sendfile": {"EPollEventLoopTests": "create_event_loop"},
     "test_buffered_proto": {"BufferedProtocolSelectorTests": "new_loop"},
+    "test_sslproto": {"SelectorStartTLSTests": "new_loop"},
     "test_server": {"SelectorStartServerTests": "new_loop"},
     "test_unix_events": {"SelectorEventLoopUnixSocketTests": "setUp"},
 }
