@@ -1,6 +1,7 @@
 //! `BufferView`: a contiguous view of a Python object's buffer (bytes, bytearray, memoryview,
 //! array, mmap...), for system calls that read from or write into Python memory directly.
 
+use pyo3::exceptions::{PyBufferError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -27,9 +28,24 @@ impl BufferView {
         Self::get(obj, ffi::PyBUF_SIMPLE)
     }
 
-    /// A writable view (what `socket.recv_into` accepts).
+    /// A writable view (what `socket.recv_into` accepts). A read-only buffer raises the
+    /// `TypeError` the socket method raises, not the exporter's `BufferError`.
     pub fn writable(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Self::get(obj, ffi::PyBUF_WRITABLE)
+        let py = obj.py();
+        Self::get(obj, ffi::PyBUF_WRITABLE).map_err(|err| {
+            if err.is_instance_of::<PyBufferError>(py) {
+                let kind = obj
+                    .get_type()
+                    .name()
+                    .map(|name| name.to_string())
+                    .unwrap_or_default();
+                PyTypeError::new_err(format!(
+                    "argument 'buffer' must be read-write bytes-like object, not {kind}"
+                ))
+            } else {
+                err
+            }
+        })
     }
 
     fn len(&self) -> usize {

@@ -1141,6 +1141,19 @@ impl LoopCore {
         self.start_sock_wait(py, SockWait::recv(sock, fd, future, n))
     }
 
+    /// The wait of `sock_recv_into(sock, buffer)` once a first `recv` would block: as
+    /// `_sock_recv_wait`, receiving into `buffer` and completing `future` with the count.
+    fn _sock_recv_into_wait(
+        &self,
+        py: Python<'_>,
+        sock: Py<PyAny>,
+        fd: RawFd,
+        buffer: Py<PyAny>,
+        future: Py<PyAny>,
+    ) -> PyResult<()> {
+        self.start_sock_wait(py, SockWait::recv_into(sock, fd, future, buffer))
+    }
+
     /// The wait of `sock_sendall(sock, data)` once a first `send` left `rest` (a byte view)
     /// unsent: the core sends it as `fd` becomes writable and completes `future` with None
     /// when all is sent, or with the error. Replaces any writer of `fd`.

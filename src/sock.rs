@@ -35,7 +35,8 @@ pub(crate) fn borrow_fd(fd: RawFd) -> PyResult<BorrowedFd<'static>> {
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
-fn recv_retrying(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+/// One `recv` into `buf`, retried on EINTR: the count, or None if it would block.
+pub(crate) fn recv_retrying(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
     loop {
         match rustix::net::recv(fd, &mut *buf, RecvFlags::empty()) {
             Ok((n, _)) => return Ok(Some(n)),

@@ -1,5 +1,5 @@
-//! The waits of `sock_recv` and `sock_sendall` that the core completes itself: when the fd is
-//! ready, the loop does the `recv` or the `send` in Rust and sets the result of the operation's
+//! The waits of `sock_recv`, `sock_recv_into` and `sock_sendall` that the core completes
+//! itself: when the fd is ready, the loop does the `recv` or the `send` in Rust and sets the result of the operation's
 //! future (`asyncio.Future`), with no Python callback and no handle in between.
 //!
 //! Rust because a socket-level server pays one wait per message: the generic path costs a
@@ -25,17 +25,19 @@ use rustix::io::Errno;
 use crate::buffer::BufferView;
 use crate::errors::os_error;
 use crate::event_loop::Side;
-use crate::sock::{borrow_fd, recv_bytes, send_retrying};
+use crate::sock::{borrow_fd, recv_bytes, recv_retrying, send_retrying};
 
 enum SockOp {
     /// `sock_recv(sock, n)`: one `recv` of up to `n` bytes.
     Recv { n: usize },
+    /// `sock_recv_into(sock, buffer)`: one `recv` into the writable `buffer`.
+    RecvInto { buffer: Py<PyAny> },
     /// The rest of `sock_sendall(sock, data)`: `data` is a byte view, `sent` how much of it
     /// earlier writable events sent.
     SendAll { data: Py<PyAny>, sent: AtomicUsize },
 }
 
-/// One waiting `sock_recv` or `sock_sendall`.
+/// One waiting `sock_recv`, `sock_recv_into` or `sock_sendall`.
 pub struct SockWait {
     sock: Py<PyAny>,
     fd: RawFd,
@@ -50,6 +52,15 @@ impl SockWait {
             fd,
             future,
             op: SockOp::Recv { n },
+        }
+    }
+
+    pub fn recv_into(sock: Py<PyAny>, fd: RawFd, future: Py<PyAny>, buffer: Py<PyAny>) -> Self {
+        Self {
+            sock,
+            fd,
+            future,
+            op: SockOp::RecvInto { buffer },
         }
     }
 
@@ -72,7 +83,7 @@ impl SockWait {
     /// The readiness the operation waits for.
     pub fn side(&self) -> Side {
         match self.op {
-            SockOp::Recv { .. } => Side::Read,
+            SockOp::Recv { .. } | SockOp::RecvInto { .. } => Side::Read,
             SockOp::SendAll { .. } => Side::Write,
         }
     }
@@ -112,6 +123,13 @@ impl SockWait {
         let fd = borrow_fd(self.fd)?;
         match &self.op {
             SockOp::Recv { n } => Ok(recv_bytes(py, fd, *n)?.map(Py::into_any)),
+            SockOp::RecvInto { buffer } => {
+                let mut view = BufferView::writable(buffer.bind(py))?;
+                match recv_retrying(fd, view.as_mut_slice()).map_err(|err| os_error(py, err))? {
+                    Some(n) => Ok(Some(n.into_pyobject(py)?.into_any().unbind())),
+                    None => Ok(None),
+                }
+            }
             SockOp::SendAll { data, sent } => {
                 let view = BufferView::readable(data.bind(py))?;
                 let rest = view

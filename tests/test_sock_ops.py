@@ -148,6 +148,24 @@ def test_sock_recv_into_fills_the_buffer(loop, pair):
     assert buf[:3] == b"abc"
 
 
+def test_sock_recv_into_returns_zero_at_eof(loop, pair):
+    a, b = pair
+
+    async def main():
+        loop.call_later(0.05, b.shutdown, socket.SHUT_WR)
+        return await loop.sock_recv_into(a, bytearray(10))
+
+    assert run(loop, main(), TIMEOUT) == 0
+    assert_unwatched(loop, a.fileno())
+
+
+def test_sock_recv_into_a_read_only_buffer_raises_type_error(loop, pair):
+    a, b = pair
+    b.send(b"x")  # the first attempt already has data: the buffer is checked then
+    with pytest.raises(TypeError):
+        run(loop, loop.sock_recv_into(a, b"read-only"), TIMEOUT)
+
+
 def test_sock_recvfrom_returns_datagram_and_sender(loop, udp_pair):
     a, b = udp_pair
 
@@ -403,6 +421,24 @@ def test_cancelled_sock_recv_consumes_no_data_that_arrives_before_the_task_resum
 
     run(loop, main(), TIMEOUT)
     assert_unwatched(loop, a.fileno())
+    assert run(loop, loop.sock_recv(a, 100), TIMEOUT) == b"for the next reader"
+
+
+def test_cancelled_sock_recv_into_consumes_no_data_and_leaves_no_reader(loop, pair):
+    a, b = pair
+    buf = bytearray(100)
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv_into(a, buf))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        b.send(b"for the next reader")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(loop, main(), TIMEOUT)
+    assert_unwatched(loop, a.fileno())
+    assert buf == bytearray(100)  # the cancelled wait wrote nothing into the buffer
     assert run(loop, loop.sock_recv(a, 100), TIMEOUT) == b"for the next reader"
 
 

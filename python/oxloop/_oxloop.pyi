@@ -102,6 +102,9 @@ class LoopCore:
     def _sock_recv_wait(
         self, sock: socket.socket, fd: int, n: int, future: asyncio.Future[bytes]
     ) -> None: ...
+    def _sock_recv_into_wait(
+        self, sock: socket.socket, fd: int, buffer: Any, future: asyncio.Future[int]
+    ) -> None: ...
     def _sock_sendall_wait(
         self, sock: socket.socket, fd: int, rest: memoryview, future: asyncio.Future[None]
     ) -> None: ...

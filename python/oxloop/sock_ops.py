@@ -13,9 +13,10 @@ DEVIATION: asyncio checks for a blocking socket only in debug mode; oxloop check
 `gettimeout()` per call), because `sock_recv` on a blocking socket would block the whole loop.
 
 Differences in mechanism, not in behaviour:
-- `sock_recv` and `sock_sendall`, the per-message calls of socket-level servers, wait through
-  the core (`_sock_recv_wait`, `_sock_sendall_wait`, see `src/sock_wait.rs`): when the fd is
-  ready the core does the `recv`/`send` itself and completes a plain `create_future()` future,
+- `sock_recv`, `sock_recv_into` and `sock_sendall`, the per-message calls of socket-level
+  servers, wait through the core (`_sock_recv_wait`, `_sock_recv_into_wait`,
+  `_sock_sendall_wait`, see `src/sock_wait.rs`): when the fd is ready the core does the
+  `recv`/`send` itself and completes a plain `create_future()` future,
   with no handle and no Python callback. As in asyncio, a wait whose future is done (cancelled)
   never reads, and the watch of a cancelled operation is withdrawn when the cancellation reaches
   the coroutine (asyncio: from a done callback that runs just before), and only if the fd's watch
@@ -175,7 +176,13 @@ class SocketOpsMixin:
         nbytes = recv_into_nowait(fd, buf)
         if nbytes is not None:
             return nbytes
-        return await self._readable(fd, self._retry, _sock_call, sock, "recv_into", buf)
+        waiter = self.create_future()
+        self._sock_recv_into_wait(sock, fd, buf, waiter)
+        try:
+            return await waiter
+        except BaseException:
+            self._sock_unwatch(fd, waiter)
+            raise
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram of up to `bufsize` bytes; return (data, sender address)."""
