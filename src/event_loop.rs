@@ -372,6 +372,10 @@ pub struct LoopCore {
     running: AtomicBool,
     stopping: AtomicBool,
     debug: AtomicBool,
+    /// Set while `time` is replaced on the instance (`mock.patch.object(loop, "time")`) or
+    /// overridden by a subclass: scheduling and timer expiry then read `loop.time()` as stock
+    /// asyncio's `call_later` and `_run_once` do, so tests that steer the clock see timers fire.
+    python_clock: AtomicBool,
     /// True while the loop thread waits in the poller with the GIL released. Set and cleared
     /// with the GIL held, so a thread that queues a callback (also with the GIL) either sees
     /// it set and wakes the poller, or queued before the loop computed its timeout.
@@ -740,8 +744,19 @@ impl LoopCore {
         Ok(())
     }
 
+    /// The loop's notion of now: the monotonic clock, or `loop.time()` when that is replaced.
+    fn now(&self, slf: &Bound<'_, Self>) -> PyResult<f64> {
+        if self.python_clock.load(Ordering::Relaxed) {
+            slf.call_method0(pyo3::intern!(slf.py(), "time"))?
+                .extract::<f64>()
+        } else {
+            Ok(clock::monotonic())
+        }
+    }
+
     /// Phases 1 and 2: housekeeping of the timer heap and the poll timeout.
-    fn poll_timeout(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+    fn poll_timeout(&self, slf: &Bound<'_, Self>) -> PyResult<Option<f64>> {
+        let py = slf.py();
         let mut garbage = Vec::new();
         let next_deadline = self.timers.with(py, |t| t.purge(&mut garbage))?;
         drop(garbage);
@@ -749,7 +764,10 @@ impl LoopCore {
         if has_ready || self.stopping.load(Ordering::Relaxed) {
             return Ok(Some(0.0));
         }
-        Ok(next_deadline.map(|when| (when - clock::monotonic()).max(0.0)))
+        match next_deadline {
+            Some(when) => Ok(Some((when - self.now(slf)?).max(0.0))),
+            None => Ok(None),
+        }
     }
 
     /// Phase 3: waits for I/O and queues the callbacks of the fds that are ready.
@@ -815,13 +833,15 @@ impl LoopCore {
     }
 
     /// Phase 4: queues the timers that are due.
-    fn queue_due_timers(&self, py: Python<'_>) -> PyResult<()> {
+    fn queue_due_timers(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         let mut garbage = Vec::new();
+        let has_timers = self.timers.with(py, |timers| timers.len() != 0)?;
+        if !has_timers {
+            return Ok(());
+        }
+        let end = self.now(slf)? + clock::RESOLUTION;
         let fired = self.timers.with(py, |timers| {
-            if timers.len() == 0 {
-                return Ok(0);
-            }
-            let end = clock::monotonic() + clock::RESOLUTION;
             // Diagnostics only (off: one relaxed load per batch): how late each timer is.
             let lag = &self.stats.timer_lag;
             let record_lag = lag.is_recording();
@@ -954,7 +974,7 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let when = clock::monotonic() + delay.extract::<f64>()?;
+        let when = slf.get().now(slf)? + delay.extract::<f64>()?;
         Self::schedule_at(slf, when, callback, args, context, "call_later")
     }
 
@@ -976,12 +996,12 @@ impl LoopCore {
     fn run_once_impl(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         LoopStats::add(&self.stats.iterations, 1);
-        let timeout = self.poll_timeout(py)?;
+        let timeout = self.poll_timeout(slf)?;
         let watching_fds = self.io.with(py, |io| io.registered > 0)?;
         if watching_fds || timeout != Some(0.0) {
             self.poll(py, timeout)?;
         }
-        self.queue_due_timers(py)?;
+        self.queue_due_timers(slf)?;
         self.run_ready(slf)
     }
 }
@@ -1007,6 +1027,7 @@ impl LoopCore {
             running: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             debug: AtomicBool::new(false),
+            python_clock: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             slow_callback_duration: AtomicU64::new(DEFAULT_SLOW_CALLBACK_SECS.to_bits()),
             thread_id: AtomicU64::new(0),
@@ -1092,6 +1113,11 @@ impl LoopCore {
     /// The loop's clock: `time.monotonic()`.
     fn time(&self) -> f64 {
         clock::monotonic()
+    }
+
+    /// Whether scheduling reads the clock through `loop.time()` (see `python_clock`).
+    fn _use_python_clock(&self, on: bool) {
+        self.python_clock.store(on, Ordering::Relaxed);
     }
 
     /// Calls `callback(*args)` whenever `fd` (an int or an object with `fileno()`) is readable.

@@ -16,6 +16,7 @@ import re
 import sys
 import time
 import weakref
+from unittest import mock
 
 import pytest
 
@@ -285,6 +286,53 @@ def test_loop_time_inside_callback_is_monotonic_clock(loop):
     loop.run_forever()
     ((t0, lt, t1),) = seen
     assert t0 - 0.001 <= lt <= t1 + 0.001
+
+
+def test_patched_loop_time_schedules_and_expires_timers(loop):
+    # aiohttp's keep-alive tests patch loop.time to jump past a deadline instead of waiting.
+    start = loop.time()
+    fired = []
+
+    async def main():
+        with mock.patch.object(loop, "time", return_value=start):
+            h = loop.call_later(1000, fired.append, "later")
+            assert h.when() == start + 1000
+            loop.call_at(start + 500, fired.append, "at")
+            await asyncio.sleep(0)
+            assert fired == []
+            loop.time.return_value = start + 1000
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert fired == ["at", "later"]
+        # Unpatched, the loop is back on the monotonic clock.
+        t0 = time.monotonic()
+        h = loop.call_later(10, lambda: None)
+        assert t0 + 10 <= h.when() <= time.monotonic() + 10 + 0.001
+        h.cancel()
+
+    loop.run_until_complete(main())
+
+
+def test_subclass_time_override_drives_timers(loop_factory):
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
+    offset = [0.0]
+
+    class ShiftedClock(base):
+        def time(self):
+            return super().time() + offset[0]
+
+    loop = ShiftedClock()
+    try:
+        fired = []
+        loop.call_later(1000, fired.append, "later")
+        loop.call_soon(offset.__setitem__, 0, 1000.0)
+        loop.call_later(0.05, loop.stop)
+        loop.run_forever()
+        assert fired == ["later"]
+    finally:
+        loop.close()
 
 
 # --- contextvars ---------------------------------------------------------------------------

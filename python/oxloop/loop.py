@@ -103,6 +103,8 @@ class Loop(
                 self._close_core()  # the core (made by __new__) exists: release its poller
                 raise
         super().__init__()
+        if type(self).time is not Loop.time:
+            self._use_python_clock(True)
         self._diagnostics: Any = None
         self._exception_handler: Callable[..., Any] | None = None
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -120,6 +122,19 @@ class Loop(
             except BaseException:
                 self.close()  # e.g. the JSON-lines file cannot be opened: no loop, no leak
                 raise
+
+    # The core reads its own clock unless `time` is replaced on the instance, as
+    # `mock.patch.object(loop, "time")` does: asyncio schedules and expires timers through
+    # `self.time()`, and tests steer timers that way (aiohttp's keep-alive tests).
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "time":
+            self._use_python_clock(True)
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        if name == "time":
+            self._use_python_clock(type(self).time is not Loop.time)
 
     def __repr__(self) -> str:
         return (
