@@ -11,7 +11,7 @@
 //! 4. queue the timers that are due;
 //! 5. run exactly the callbacks queued so far; those they schedule wait for the next iteration.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -148,10 +148,6 @@ struct IoCallbacks {
     transport_interest: Interest,
     /// What the poller holds for the fd (see `LoopCore::sync_kernel`).
     kernel: Registration,
-    /// The object (not an int) last given to `add_reader`/`add_writer` for the fd, kept while
-    /// a reader or writer is registered: once the object is closed its `fileno()` is -1, and
-    /// `remove_reader(obj)` finds the fd through it, as asyncio's selector finds its key.
-    fileobj: Option<Py<PyAny>>,
 }
 
 impl IoCallbacks {
@@ -200,6 +196,12 @@ pub enum Side {
 struct IoTable {
     by_fd: Vec<IoCallbacks>,
     registered: usize,
+    /// The object (not an int) last given to `add_reader`/`add_writer` for an fd, kept while
+    /// a reader or writer is registered: once the object is closed its `fileno()` is -1, and
+    /// `remove_reader(obj)` finds the fd through it, as asyncio's selector finds its key. A
+    /// map beside the table rather than a field of each entry: transports, which are most
+    /// fds, never need it, and the table has an entry for every fd number up to the highest.
+    fileobjs: HashMap<RawFd, Py<PyAny>>,
 }
 
 impl IoTable {
@@ -233,23 +235,22 @@ impl IoTable {
         }
         let before = entry.interest();
         let removed = entry.side(side).take()?;
-        let fileobj = if entry.reader.is_none() && entry.writer.is_none() {
-            entry.fileobj.take()
+        let unwatched = entry.reader.is_none() && entry.writer.is_none();
+        let after = entry.interest();
+        let fileobj = if unwatched {
+            self.fileobjs.remove(&fd)
         } else {
             None
         };
-        let after = entry.interest();
         self.count_change(before, after);
         Some((removed, fileobj))
     }
 
     /// The fd whose reader or writer was registered with `obj` itself.
     fn fd_registered_with(&self, obj: &Bound<'_, PyAny>) -> Option<RawFd> {
-        let index = self
-            .by_fd
+        self.fileobjs
             .iter()
-            .position(|entry| entry.fileobj.as_ref().is_some_and(|ours| ours.is(obj)))?;
-        RawFd::try_from(index).ok()
+            .find_map(|(fd, ours)| ours.is(obj).then_some(*fd))
     }
 
     fn count_change(&mut self, before: Interest, after: Interest) {
@@ -609,9 +610,9 @@ impl LoopCore {
         let handle = LoopHeld::new(py, Handle { slot })?;
         this.watch(py, fd_number, side, IoTarget::Callback(handle))?;
         if fd.cast::<pyo3::types::PyInt>().is_err() {
-            let previous = this.io.with(py, |io| {
-                io.entry(fd_number).fileobj.replace(fd.clone().unbind())
-            })?;
+            let previous = this
+                .io
+                .with(py, |io| io.fileobjs.insert(fd_number, fd.clone().unbind()))?;
             drop(previous);
         }
         Ok(())
