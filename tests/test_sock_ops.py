@@ -406,30 +406,21 @@ def test_cancelled_sock_recv_leaves_no_reader(loop, pair):
     assert run(loop, loop.sock_recv(a, 100), TIMEOUT) == b"still here"
 
 
-def test_cancelled_sock_recv_consumes_no_data_that_arrives_before_the_task_resumes(loop, pair):
+@pytest.mark.parametrize("operation", ["sock_recv", "sock_recv_into"])
+def test_cancelled_recv_consumes_no_data_that_arrives_before_the_task_resumes(
+    loop, pair, operation
+):
     # The cancel and the data come in the same iteration: the wait sees the readable fd before
     # the task has seen its CancelledError, and must not read for a future that is done.
     a, b = pair
-
-    async def main():
-        task = asyncio.ensure_future(loop.sock_recv(a, 100))
-        await asyncio.sleep(0.02)
-        task.cancel()
-        b.send(b"for the next reader")
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    run(loop, main(), TIMEOUT)
-    assert_unwatched(loop, a.fileno())
-    assert run(loop, loop.sock_recv(a, 100), TIMEOUT) == b"for the next reader"
-
-
-def test_cancelled_sock_recv_into_consumes_no_data_and_leaves_no_reader(loop, pair):
-    a, b = pair
     buf = bytearray(100)
+    calls = {
+        "sock_recv": lambda: loop.sock_recv(a, 100),
+        "sock_recv_into": lambda: loop.sock_recv_into(a, buf),
+    }
 
     async def main():
-        task = asyncio.ensure_future(loop.sock_recv_into(a, buf))
+        task = asyncio.ensure_future(calls[operation]())
         await asyncio.sleep(0.02)
         task.cancel()
         b.send(b"for the next reader")
@@ -438,7 +429,7 @@ def test_cancelled_sock_recv_into_consumes_no_data_and_leaves_no_reader(loop, pa
 
     run(loop, main(), TIMEOUT)
     assert_unwatched(loop, a.fileno())
-    assert buf == bytearray(100)  # the cancelled wait wrote nothing into the buffer
+    assert buf == bytearray(100)  # a cancelled recv_into wrote nothing into the buffer
     assert run(loop, loop.sock_recv(a, 100), TIMEOUT) == b"for the next reader"
 
 
