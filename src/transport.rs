@@ -68,8 +68,9 @@ pub(crate) struct State {
     pub buffered_protocol: bool,
     /// Stream data waiting to be written.
     pub chunks: VecDeque<Chunk>,
-    /// None for stream transports.
-    pub datagram: Option<Datagram>,
+    /// None for stream transports. Boxed: most transports are streams, and the pointer keeps
+    /// every stream transport a pymalloc size class smaller (memory per idle connection).
+    pub datagram: Option<Box<Datagram>>,
     /// Bytes waiting to be written, for flow control.
     pub buffered: usize,
     high_water: usize,
@@ -507,12 +508,12 @@ impl TransportCore {
         let py = sock.py();
         let fd = socket_fd(sock)?;
         let mut state = State::new(py, event_loop, protocol, transport)?;
-        state.datagram = Some(Datagram {
+        state.datagram = Some(Box::new(Datagram {
             sock: sock.clone().unbind(),
             address,
             connected,
             queue: VecDeque::new(),
-        });
+        }));
         Self::attach(event_loop, fd, state)
     }
 
