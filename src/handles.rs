@@ -64,16 +64,21 @@ impl SlotContext {
         })
     }
 
-    fn track(&self, _py: Python<'_>) {
+    fn track(&self, py: Python<'_>) {
         if self.untracked.swap(false, Ordering::Relaxed) {
-            let ptr = self.context.as_ptr();
-            // SAFETY: GIL held; `ptr` is alive (we hold a reference). Tracking an object that
-            // is already tracked is a fatal error, hence the check.
-            unsafe {
-                if ffi::PyObject_GC_IsTracked(ptr) == 0 {
-                    ffi::PyObject_GC_Track(ptr.cast());
-                }
-            }
+            track_again(py, &self.context);
+        }
+    }
+}
+
+/// Puts `object` back under the cycle collector if it is not tracked.
+fn track_again<T>(_py: Python<'_>, object: &Py<T>) {
+    let ptr = object.as_ptr();
+    // SAFETY: GIL held (the token); `ptr` is alive (the caller holds a reference). Tracking an
+    // object that is already tracked is a fatal error, hence the check.
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+            ffi::PyObject_GC_Track(ptr.cast());
         }
     }
 }
@@ -325,12 +330,7 @@ impl<T: HandleClass> LoopHeld<T> {
         let shared = unsafe { ffi::Py_REFCNT(ptr) } > 1;
         // A handle that only we hold is about to be freed and needs no tracking.
         if shared {
-            // SAFETY: as above; tracking a tracked object is fatal, hence the check.
-            unsafe {
-                if ffi::PyObject_GC_IsTracked(ptr) == 0 {
-                    ffi::PyObject_GC_Track(ptr.cast());
-                }
-            }
+            track_again(py, &self.handle);
             self.handle.get().slot().context.track(py);
         }
     }
