@@ -263,9 +263,11 @@ impl CallbackSlot {
             parts.push("cancelled".to_owned());
         }
         if let Some((func, args)) = self.callback_parts(py)? {
-            let format =
-                FORMAT_SOURCE.import(py, "asyncio.format_helpers", "_format_callback_source")?;
-            parts.push(format.call1((func, args))?.extract()?);
+            // asyncio (3.13+) shows the arguments only in debug mode, which is when a handle
+            // records where it was made.
+            let debug = self.source_traceback.is_some();
+            let format = FORMAT_SOURCE.import(py, "oxloop._compat", "format_callback_source")?;
+            parts.push(format.call1((func, args, debug))?.extract()?);
         }
         if let Some(tb) = &self.source_traceback {
             let tb = tb.bind(py);

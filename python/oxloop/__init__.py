@@ -14,9 +14,11 @@ Futures and tasks are asyncio's own, so every asyncio API and introspection tool
 import asyncio as _asyncio
 import functools as _functools
 import threading as _threading
+import warnings as _warnings
 from collections.abc import Awaitable as _Awaitable
 from typing import TypeVar as _TypeVar
 
+from . import _compat
 from ._task_tree import dump_tasks
 from .loop import Loop
 
@@ -42,25 +44,60 @@ def run(main: _Awaitable[_T], *, debug: bool | None = None, diagnostics=None) ->
     default executor are shut down, and the loop is closed. `diagnostics` as in
     `new_event_loop`.
     """
-    if _asyncio._get_running_loop() is not None:
+    if _compat.get_running_loop_or_none() is not None:
         raise RuntimeError("oxloop.run() cannot be called from a running event loop")
     factory = _functools.partial(new_event_loop, diagnostics=diagnostics)
     with _asyncio.Runner(debug=debug, loop_factory=factory) as runner:
         return runner.run(main)
 
 
-class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
-    """An event loop policy whose loops are oxloop loops."""
+if _compat.POLICY_CLASS is not None:
 
-    def _loop_factory(self) -> Loop:  # the hook the default policy calls to make a loop
-        return new_event_loop()
+    class EventLoopPolicy(_compat.POLICY_CLASS):
+        """An event loop policy whose loops are oxloop loops (asyncio's policies are deprecated
+        from Python 3.14: prefer `oxloop.run()` or `loop_factory=oxloop.new_event_loop`)."""
 
-    def new_event_loop(self) -> Loop:
-        return new_event_loop()
+        def _loop_factory(self) -> Loop:  # the hook the default policy calls to make a loop
+            return new_event_loop()
+
+        def new_event_loop(self) -> Loop:
+            return new_event_loop()
+
+else:
+
+    class EventLoopPolicy:  # type: ignore[no-redef]
+        """Python 3.16+ has no event loop policies: there is nothing to install a loop into."""
+
+        def __init__(self) -> None:
+            raise NotImplementedError(_NO_POLICIES)
+
+
+_NO_POLICIES = (
+    "asyncio's event loop policies are gone in this Python version: use oxloop.run(main()) or "
+    "asyncio.run(main(), loop_factory=oxloop.new_event_loop)"
+)
 
 
 def install() -> None:
-    """Make oxloop the loop that `asyncio.run()` and `asyncio.new_event_loop()` create."""
+    """Make oxloop the loop that `asyncio.run()` and `asyncio.new_event_loop()` create.
+
+    Works through asyncio's event loop policy, which Python 3.14 deprecates (this warns there,
+    as asyncio does) and 3.16 removes (this raises NotImplementedError there).
+    """
+    if _compat.POLICIES_DEPRECATED:
+        _warnings.warn(
+            "oxloop.install() sets an asyncio event loop policy, and policies are deprecated "
+            "since Python 3.14; use oxloop.run(main()) or "
+            "asyncio.run(main(), loop_factory=oxloop.new_event_loop)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    _install()
+
+
+def _install() -> None:
     if _threading.current_thread() is not _threading.main_thread():
         raise RuntimeError("oxloop.install() must be called from the main thread")
-    _asyncio.set_event_loop_policy(EventLoopPolicy())
+    if _compat.set_event_loop_policy is None:
+        raise NotImplementedError(_NO_POLICIES)
+    _compat.set_event_loop_policy(EventLoopPolicy())

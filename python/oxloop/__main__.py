@@ -18,7 +18,7 @@ import runpy
 import sys
 from typing import NamedTuple
 
-from . import install
+from . import _install
 
 USAGE = """\
 usage: python -m oxloop [-h] [--diagnose] script.py [args ...]
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"python -m oxloop: error: {exc.args[0]}", file=sys.stderr)
         print(USAGE, end="", file=sys.stderr)
         sys.exit(2)
-    install()
+    _install()  # no deprecation warning on 3.14+: the program asked for this command
     if invocation.diagnose:
         # Through the environment, so every loop the program makes (and its child processes
         # running oxloop) is diagnosed; the per-loop summaries give way to one at the end.

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import _oxloop, _task_tree
+from . import _compat, _oxloop, _task_tree
 from ._reports import (
     Frame,
     LostExceptionReport,
@@ -46,8 +46,6 @@ MACHINERY = (
     os.path.dirname(os.path.abspath(__file__)) + os.sep,
 )
 
-# asyncio.run() and asyncio.Runner cancel the leftover tasks from this function.
-_CANCEL_ALL_TASKS = getattr(getattr(asyncio.runners, "_cancel_all_tasks", None), "__code__", None)
 
 TOP_SITES = 5
 
@@ -65,16 +63,16 @@ class Task(asyncio.Task):
             if self._oxloop_cancel_stack is None:
                 self._oxloop_cancel_stack = _task_tree.await_stack(self.get_coro())
             # Checked on every call: gather() may have cancelled it first, as its parent was.
-            if sys._getframe(1).f_code is _CANCEL_ALL_TASKS:
+            if sys._getframe(1).f_code is _compat.CANCEL_ALL_TASKS_CODE:
                 self._oxloop_at_shutdown = True
         return super().cancel(msg)
 
 
 def _outcome(task: asyncio.Task) -> str:
-    exc = task._exception  # read without marking it retrieved
+    exc = _compat.task_exception(task)  # read without marking it retrieved
     if exc is not None:
         return f"raised {exc!r}"
-    return f"returned {task._result!r}"
+    return f"returned {_compat.task_result(task)!r}"
 
 
 class TaskGuard:
@@ -121,7 +119,7 @@ class TaskGuard:
             self._emit(
                 SwallowedCancellationReport(loop_id=self._loop_id, task=snap, outcome=outcome)
             )
-        if task._exception is not None:
+        if _compat.task_exception(task) is not None:
             self._failed.add(task)
 
     # -- reports --------------------------------------------------------------------------
@@ -160,7 +158,7 @@ class TaskGuard:
             LostExceptionReport(
                 loop_id=self._loop_id,
                 task=_task_tree.snapshot(task),
-                exception=task._exception,
+                exception=_compat.task_exception(task),
                 noticed=noticed,
             )
         )
@@ -173,7 +171,7 @@ class TaskGuard:
             isinstance(task, Task)
             and not task._oxloop_reported
             and context.get("exception") is not None
-            and context.get("exception") is task._exception
+            and context.get("exception") is _compat.task_exception(task)
             and str(context.get("message", "")).endswith("exception was never retrieved")
         ):
             self._report_lost(task, "the task was garbage-collected")

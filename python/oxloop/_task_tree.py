@@ -13,10 +13,9 @@ Works on any asyncio loop: it reads only asyncio's own task attributes.
 from __future__ import annotations
 
 import asyncio
-import asyncio.taskgroups
-import asyncio.tasks
 from typing import Any
 
+from . import _compat
 from ._reports import Frame, TaskSnapshot, user_frame
 
 __all__ = ["dump_tasks", "await_stack", "snapshot"]
@@ -64,7 +63,7 @@ def snapshot(task: asyncio.Task, created_at: Frame | None = None) -> TaskSnapsho
 
 def _group_tasks(frame: Any) -> list[Any]:
     group = frame.f_locals.get("self")
-    return list(getattr(group, "_tasks", ()))
+    return list(getattr(group, _compat.TASKGROUP_TASKS, ()))
 
 
 def _waited_set(frame: Any) -> list[Any]:
@@ -77,14 +76,14 @@ def _wait_for_target(frame: Any) -> list[Any]:
 
 # The asyncio coroutines a task sits in while it waits for other tasks that neither
 # `_fut_waiter` nor gather's `_children` shows, and how to find those tasks in their frames.
-# Matched by code object, so another Python's differently written helpers are simply not
-# followed (their tasks show up as roots, as before).
+# Matched by code object (see _compat), so a version whose helpers moved is simply not followed
+# there (their tasks show up as roots) until _compat knows them.
 _WAITING_FRAMES = {
     code: find
     for code, find in (
-        (getattr(asyncio.taskgroups.TaskGroup.__aexit__, "__code__", None), _group_tasks),
-        (getattr(getattr(asyncio.tasks, "_wait", None), "__code__", None), _waited_set),
-        (getattr(asyncio.tasks.wait_for, "__code__", None), _wait_for_target),
+        (_compat.TASKGROUP_WAIT_CODE, _group_tasks),
+        (_compat.WAIT_CODE, _waited_set),
+        (_compat.WAIT_FOR_CODE, _wait_for_target),
     )
     if code is not None
 }
@@ -92,11 +91,11 @@ _WAITING_FRAMES = {
 
 def _awaited_tasks(task: asyncio.Task) -> list[asyncio.Task]:
     awaited: list[Any] = []
-    waiter = getattr(task, "_fut_waiter", None)
+    waiter = _compat.task_waiter(task)
     if isinstance(waiter, asyncio.Task):
         awaited.append(waiter)
     elif waiter is not None:
-        children = getattr(waiter, "_children", None)  # the future gather() returns
+        children = getattr(waiter, _compat.GATHER_CHILDREN, None)  # the future gather() returns
         if isinstance(children, list):
             awaited.extend(children)
     coro, depth = task.get_coro(), 0
@@ -116,6 +115,24 @@ def _awaited_tasks(task: asyncio.Task) -> list[asyncio.Task]:
         if isinstance(child, asyncio.Task) and child is not task:
             unique[child] = None
     return list(unique)
+
+
+def _add_awaited_by(tasks: list[asyncio.Task], waits_for: dict[asyncio.Task, list]) -> None:
+    """Python 3.14+ records which tasks await each task (``asyncio.capture_call_graph``, the
+    same links ``python -m asyncio pstree`` shows): add those the frames did not reveal."""
+    capture = getattr(asyncio, "capture_call_graph", None)
+    if capture is None:
+        return
+    for task in tasks:
+        try:
+            graph = capture(task, depth=0)
+        except (RuntimeError, ValueError, TypeError):  # not a native task, or it just finished
+            continue
+        for waiter in getattr(graph, "awaited_by", ()) if graph is not None else ():
+            parent = waiter.future
+            children = waits_for.get(parent)
+            if children is not None and task not in children and parent is not task:
+                children.append(task)
 
 
 def _live_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
@@ -159,6 +176,7 @@ def dump_tasks(loop: asyncio.AbstractEventLoop | None = None) -> str:
         loop = asyncio.get_running_loop()
     tasks = _live_tasks(loop)
     waits_for = {task: _awaited_tasks(task) for task in tasks}
+    _add_awaited_by(tasks, waits_for)
     waited = {child for children in waits_for.values() for child in children}
     roots = [task for task in tasks if task not in waited]
     lines = [f"{len(tasks)} live task{'s' if len(tasks) != 1 else ''} on {loop!r}"]

@@ -11,7 +11,6 @@ RuntimeWarning itself, attributed to the same line as CPython's own, so warning 
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 import warnings
@@ -19,6 +18,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from . import _compat
 from ._reports import Frame
 from ._task_guard import MACHINERY
 
@@ -38,7 +38,7 @@ def origin_frames(coro: Any) -> list[Frame]:
 
 
 def _listener_for_here() -> Any:
-    running = asyncio._get_running_loop()
+    running = _compat.get_running_loop_or_none()
     chosen = None
     with _lock:
         for ref in reversed(_listeners):

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import socket
-from asyncio import base_events
 from typing import Any
+
+from . import _compat
 
 __all__ = ["DnsMixin"]
 
@@ -103,7 +104,7 @@ class DnsMixin:
         `create_server` (used as they are by oxloop) pass as this loop.
         """
         host, port = address[:2]
-        info = base_events._ipaddr_info(host, port, family, type, proto, *address[2:])
+        info = _compat.ipaddr_info(host, port, family, type, proto, *address[2:])
         if info is not None:
             return [info]
         resolver = self if loop is None else loop

@@ -24,11 +24,10 @@ import time
 import traceback
 import warnings
 import weakref
-from asyncio import format_helpers
 from collections.abc import Callable
 from typing import Any
 
-from . import _oxloop
+from . import _compat, _oxloop
 from .dns import DnsMixin
 from .network import NetworkMixin
 from .pipes import PipesMixin
@@ -40,19 +39,6 @@ logger = logging.getLogger("asyncio")
 
 # asyncio.constants.DEBUG_STACK_DEPTH: frames kept for coroutine origins and source tracebacks.
 _DEBUG_STACK_DEPTH = 10
-
-
-def _debug_requested_by_environment() -> bool:
-    """What turns asyncio's debug mode on for new loops: `-X dev` or PYTHONASYNCIODEBUG.
-
-    Asks asyncio's own check when it exists, because tests and tools patch that function.
-    """
-    is_debug_mode = getattr(asyncio.coroutines, "_is_debug_mode", None)
-    if is_debug_mode is not None:
-        return bool(is_debug_mode())
-    if sys.flags.dev_mode:
-        return True
-    return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
 
 
 def _diagnostics_requested_by_environment() -> bool:
@@ -115,7 +101,9 @@ class Loop(
         self._coroutine_origin_tracking_saved_depth: int | None = None
         self._signal_handlers: dict[int, tuple[Callable[..., Any], tuple, contextvars.Context]] = {}
         self._signal_sockets: tuple[socket.socket, socket.socket] | None = None
-        self.set_debug(_debug_requested_by_environment())
+        self._init_network()
+        self._init_pipes()
+        self.set_debug(_compat.debug_mode_requested())
         if settings is not None:
             try:
                 self._diagnostics = diagnostics_module.Diagnostics(self, settings, native=True)
@@ -147,7 +135,7 @@ class Loop(
     def _check_running(self) -> None:
         if self.is_running():
             raise RuntimeError("This event loop is already running")
-        if asyncio._get_running_loop() is not None:
+        if _compat.get_running_loop_or_none() is not None:
             raise RuntimeError("Cannot run the event loop while another loop is running")
 
     def run_forever(self) -> None:
@@ -163,10 +151,10 @@ class Loop(
                 firstiter=self._asyncgen_firstiter_hook,
                 finalizer=self._asyncgen_finalizer_hook,
             )
-            asyncio._set_running_loop(self)
+            _compat.set_running_loop(self)
             self._run_forever_core()
         finally:
-            asyncio._set_running_loop(None)
+            _compat.set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*saved_hooks)
 
@@ -179,7 +167,7 @@ class Loop(
         if made_here:
             # The caller cannot retrieve an exception from a task it never saw: don't log it
             # as "never retrieved" when the loop is interrupted.
-            future._log_destroy_pending = False
+            _compat.task_quiet_when_destroyed_pending(future)
         future.add_done_callback(_stop_when_done)
         try:
             self.run_forever()
@@ -204,6 +192,7 @@ class Loop(
         if self._diagnostics is not None:
             self._diagnostics.loop_closing()  # reports what is certain now; stops the watchdog
         self._remove_all_signal_handlers()
+        self._forget_children()
         self._close_core()
         executor, self._default_executor = self._default_executor, None
         if executor is not None:
@@ -271,7 +260,7 @@ class Loop(
 
     def _extract_stack(self) -> traceback.StackSummary:
         # Frame 1 is the caller of call_soon & co.: the Rust methods add no frame.
-        return format_helpers.extract_stack(sys._getframe(1))
+        return _compat.extract_stack(sys._getframe(1))
 
     def _callback_failed(
         self, handle: Any, exc: BaseException, func: Any = None, args: Any = None
@@ -291,7 +280,7 @@ class Loop(
         # One-shot handles let go of their callback before running it: the core passes it.
         if func is None:
             func, args = handle._callback, handle._args
-        callback = format_helpers._format_callback_source(func, args)
+        callback = _compat.format_callback_source(func, args, self.get_debug())
         context: dict[str, Any] = {
             "message": f"Exception in callback {callback}",
             "exception": exc,
@@ -353,7 +342,12 @@ class Loop(
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
-            self._exception_handler(self, context)
+            # 3.12+ runs the handler in the context of the task or handle the report is about.
+            handler_context = _compat.handler_context(context)
+            if handler_context is None:
+                self._exception_handler(self, context)
+            else:
+                handler_context.run(self._exception_handler, self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
-from asyncio import base_events, constants, selector_events, sslproto, trsock, unix_events
 from typing import Any
 
+from . import _compat
+from ._compat import (
+    ACCEPT_RETRY_DELAY,
+    SSL_HANDSHAKE_TIMEOUT,
+    SSL_SHUTDOWN_TIMEOUT,
+    BaseEventLoop,
+    BaseSelectorEventLoop,
+    UnixSelectorEventLoop,
+    borrow,
+)
 from .transports import DatagramTransport, SocketTransport
 
 __all__ = ["NetworkMixin"]
 
 logger = asyncio.log.logger
-
-_BaseLoop = base_events.BaseEventLoop
-_SelectorLoop = selector_events.BaseSelectorEventLoop
-_UnixLoop = unix_events._UnixSelectorEventLoop
 
 # accept() failures that mean "out of resources for now": stop accepting for a moment.
 _ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -35,19 +41,24 @@ class NetworkMixin:
     """The connection and server methods of the loop, on top of oxloop's transports."""
 
     # asyncio's orchestration, used unchanged (see the module doc).
-    create_connection = _BaseLoop.create_connection
-    _connect_sock = _BaseLoop._connect_sock
-    create_server = _BaseLoop.create_server
-    _create_server_getaddrinfo = _BaseLoop._create_server_getaddrinfo
-    connect_accepted_socket = _BaseLoop.connect_accepted_socket
-    _create_connection_transport = _BaseLoop._create_connection_transport
-    start_tls = _BaseLoop.start_tls
-    sendfile = _BaseLoop.sendfile
-    _sendfile_fallback = _BaseLoop._sendfile_fallback
-    create_datagram_endpoint = _BaseLoop.create_datagram_endpoint
-    create_unix_connection = _UnixLoop.create_unix_connection
-    create_unix_server = _UnixLoop.create_unix_server
-    _accept_connection2 = _SelectorLoop._accept_connection2
+    create_connection = borrow(BaseEventLoop, "create_connection")
+    _connect_sock = borrow(BaseEventLoop, "_connect_sock")
+    create_server = borrow(BaseEventLoop, "create_server")
+    _create_server_getaddrinfo = borrow(BaseEventLoop, "_create_server_getaddrinfo")
+    connect_accepted_socket = borrow(BaseEventLoop, "connect_accepted_socket")
+    _create_connection_transport = borrow(BaseEventLoop, "_create_connection_transport")
+    start_tls = borrow(BaseEventLoop, "start_tls")
+    sendfile = borrow(BaseEventLoop, "sendfile")
+    _sendfile_fallback = borrow(BaseEventLoop, "_sendfile_fallback")
+    create_datagram_endpoint = borrow(BaseEventLoop, "create_datagram_endpoint")
+    create_unix_connection = borrow(UnixSelectorEventLoop, "create_unix_connection")
+    create_unix_server = borrow(UnixSelectorEventLoop, "create_unix_server")
+    _accept_connection2 = borrow(BaseSelectorEventLoop, "_accept_connection2")
+
+    def _init_network(self) -> None:
+        # State asyncio's borrowed methods read (see _compat.BORROWED): 3.13's
+        # create_unix_server fills this {listening socket: inode of its file} for _stop_serving.
+        self._unix_server_sockets: dict[socket.socket, int] = {}
 
     @property
     def _debug(self) -> bool:
@@ -87,11 +98,11 @@ class NetworkMixin:
         server_hostname: str | None = None,
         extra: dict[str, Any] | None = None,
         server: Any = None,
-        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
-        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+        ssl_handshake_timeout: float | None = SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout: float | None = SSL_SHUTDOWN_TIMEOUT,
     ) -> asyncio.Transport:
         # TLS is the stdlib's SSLProtocol (a BufferedProtocol) over a plain socket transport.
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _compat.SSLProtocol(
             self,
             protocol,
             sslcontext,
@@ -128,8 +139,8 @@ class NetworkMixin:
         sslcontext: Any = None,
         server: Any = None,
         backlog: int = 100,
-        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
-        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+        ssl_handshake_timeout: float | None = SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout: float | None = SSL_SHUTDOWN_TIMEOUT,
     ) -> None:
         self.add_reader(
             sock.fileno(),
@@ -144,8 +155,20 @@ class NetworkMixin:
         )
 
     def _stop_serving(self, sock: socket.socket) -> None:
+        # 3.13's create_unix_server (cleanup_socket=True) records the inode of the socket file it
+        # bound; the file is removed when the server stops, unless something replaced it.
+        inode = self._unix_server_sockets.pop(sock, None)
+        path = sock.getsockname() if inode is not None else None
         self.remove_reader(sock.fileno())
         sock.close()
+        if path is not None:
+            try:
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.error("Unable to clean up listening UNIX socket %r: %r", path, exc)
 
     def _accept_connection(
         self,
@@ -154,8 +177,8 @@ class NetworkMixin:
         sslcontext: Any = None,
         server: Any = None,
         backlog: int = 100,
-        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
-        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+        ssl_handshake_timeout: float | None = SSL_HANDSHAKE_TIMEOUT,
+        ssl_shutdown_timeout: float | None = SSL_SHUTDOWN_TIMEOUT,
     ) -> None:
         # Several connections may wait behind one readiness event: take up to `backlog`.
         for _ in range(backlog):
@@ -173,12 +196,12 @@ class NetworkMixin:
                     {
                         "message": "socket.accept() out of system resource",
                         "exception": exc,
-                        "socket": trsock.TransportSocket(sock),
+                        "socket": _compat.TransportSocket(sock),
                     }
                 )
                 self.remove_reader(sock.fileno())
                 self.call_later(
-                    constants.ACCEPT_RETRY_DELAY,
+                    ACCEPT_RETRY_DELAY,
                     self._start_serving,
                     protocol_factory,
                     sock,
@@ -213,19 +236,34 @@ class NetworkMixin:
     def _accept_plain(
         self, protocol_factory: Any, conn: socket.socket, extra: dict[str, Any], server: Any
     ) -> None:
-        protocol = None
         try:
             protocol = protocol_factory()
-            self._make_socket_transport(conn, protocol, extra=extra, server=server)
         except (SystemExit, KeyboardInterrupt):
+            conn.close()
             raise
         except BaseException as exc:
             conn.close()
+            # The application's error: reported in debug mode only, as asyncio does.
             if self._debug:
-                context = {
+                self.call_exception_handler(
+                    {
+                        "message": "Error on transport creation for incoming connection",
+                        "exception": exc,
+                    }
+                )
+            return
+        try:
+            self._make_socket_transport(conn, protocol, extra=extra, server=server)
+        except (SystemExit, KeyboardInterrupt):
+            conn.close()
+            raise
+        except BaseException as exc:
+            conn.close()
+            # oxloop's own failure: never silent, whatever the mode. The server keeps serving.
+            self.call_exception_handler(
+                {
                     "message": "Error on transport creation for incoming connection",
                     "exception": exc,
+                    "protocol": protocol,
                 }
-                if protocol is not None:
-                    context["protocol"] = protocol
-                self.call_exception_handler(context)
+            )

@@ -37,7 +37,6 @@ import io
 import os
 import socket
 import weakref
-from asyncio import constants
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +47,7 @@ except ImportError:  # Python built without OpenSSL: no socket can be an SSL soc
 else:
     _SSL_SOCKET = ssl.SSLSocket
 
+from ._compat import SENDFILE_FALLBACK_READBUFFER_SIZE
 from ._oxloop import recv_into_nowait, recv_nowait, send_nowait
 
 __all__ = ["SocketOpsMixin"]
@@ -388,7 +388,7 @@ class SocketOpsMixin:
     ) -> int:
         if offset:
             file.seek(offset)
-        chunk = constants.SENDFILE_FALLBACK_READBUFFER_SIZE
+        chunk = SENDFILE_FALLBACK_READBUFFER_SIZE
         if count:
             chunk = min(count, chunk)
         buf = bytearray(chunk)

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import warnings
-from asyncio import constants, trsock
-from asyncio.transports import _FlowControlMixin
 from typing import Any
 
-from . import _oxloop
+from . import _compat, _oxloop
+from ._compat import FlowControlMixin, SendfileMode, TransportSocket
 
 __all__ = ["DatagramTransport", "SocketTransport"]
 
@@ -84,7 +83,7 @@ class _CoreTransport:
     def _fill_extra(self, sock: socket.socket) -> None:
         extra = self._extra
         if "socket" not in extra:
-            extra["socket"] = trsock.TransportSocket(sock)
+            extra["socket"] = TransportSocket(sock)
         if "sockname" not in extra:
             extra["sockname"] = _socket_address(sock, "sockname")
 
@@ -194,21 +193,21 @@ class _CoreTransport:
             self._loop = None
             server, self._server = self._server, None
             if server is not None:
-                server._detach()
+                _compat.server_detach(server, self)
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
 
-class SocketTransport(_CoreTransport, _FlowControlMixin):
+class SocketTransport(_CoreTransport, FlowControlMixin):
     """A TCP or Unix stream socket transport with asyncio's semantics.
 
-    A `_FlowControlMixin` like asyncio's own socket transport, because asyncio's sendfile
+    A `FlowControlMixin` like asyncio's own socket transport, because asyncio's sendfile
     fallback insists on one; the flow control itself is the Rust core's.
     """
 
     __slots__ = (*_TRANSPORT_SLOTS, "write", "writelines")
     _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _sendfile_compatible = SendfileMode.TRY_NATIVE
 
     def __init__(
         self,
@@ -219,14 +218,14 @@ class SocketTransport(_CoreTransport, _FlowControlMixin):
         extra: dict[str, Any] | None = None,
         server: Any = None,
     ) -> None:
-        # Not _FlowControlMixin.__init__: its state lives in the core.
+        # Not FlowControlMixin.__init__: its state lives in the core.
         asyncio.BaseTransport.__init__(self, extra)
         self._init(loop, sock, server)
         core = _oxloop.TransportCore.create(loop, sock, protocol, self)
         self.write = core.write
         self.writelines = core.writelines
         if server is not None:
-            server._attach()
+            _compat.server_attach(server, self)
         _set_nodelay(sock)
         self._start(loop, sock, core, protocol, waiter)
 
