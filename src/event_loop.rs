@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pyo3::exceptions::{
     PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
 };
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
@@ -748,7 +749,7 @@ impl LoopCore {
     /// The loop's notion of now: the monotonic clock, or `loop.time()` when that is replaced.
     fn now(&self, slf: &Bound<'_, Self>) -> PyResult<f64> {
         if self.python_clock.load(Ordering::Relaxed) {
-            slf.call_method0(pyo3::intern!(slf.py(), "time"))?
+            slf.call_method0(intern!(slf.py(), "time"))?
                 .extract::<f64>()
         } else {
             Ok(clock::monotonic())
@@ -1048,12 +1049,17 @@ impl LoopCore {
     }
 
     /// Schedules a coroutine as an `asyncio.Task` (or through the task factory, if one is set).
-    #[pyo3(signature = (coro, *, name=None, context=None))]
+    ///
+    /// Keyword arguments beyond `name` and `context` (3.13+: `eager_start`, or whatever a task
+    /// factory takes) go to the task or the factory, as on asyncio; before 3.13 asyncio's
+    /// `create_task` has no such arguments, and neither has this one there.
+    #[pyo3(signature = (coro, *, name=None, context=None, **kwargs))]
     fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: &Bound<'py, PyAny>,
         name: Option<&Bound<'py, PyAny>>,
         context: Option<&Bound<'py, PyAny>>,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         static KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
@@ -1061,26 +1067,63 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let none = py.None().into_bound(py);
-        let name = name.unwrap_or(&none);
-        let context = context.unwrap_or(&none);
+        let extra = kwargs.filter(|k| !k.is_empty());
+        if let Some(extra) = extra
+            && py.version_info() < (3, 13)
+        {
+            let first = extra.keys().get_item(0)?;
+            return Err(PyTypeError::new_err(format!(
+                "create_task() got an unexpected keyword argument '{first}'"
+            )));
+        }
         let factory = this
             .task_factory
             .with(py, |f| f.as_ref().map(|f| f.clone_ref(py)))?;
         let Some(factory) = factory else {
             let task = TASK.import(py, "asyncio", "Task")?;
-            let kwnames = interned_names(&KWNAMES, py, &["loop", "name", "context"])?;
-            return vectorcall_kw(task, &[coro], kwnames, &[slf.as_any(), name, context]);
+            let none = py.None().into_bound(py);
+            let (name, context) = (name.unwrap_or(&none), context.unwrap_or(&none));
+            let Some(extra) = extra else {
+                let kwnames = interned_names(&KWNAMES, py, &["loop", "name", "context"])?;
+                return vectorcall_kw(task, &[coro], kwnames, &[slf.as_any(), name, context]);
+            };
+            let all = extra.copy()?;
+            all.set_item(intern!(py, "loop"), slf)?;
+            all.set_item(intern!(py, "name"), name)?;
+            all.set_item(intern!(py, "context"), context)?;
+            return task.call((coro,), Some(&all));
         };
         let factory = factory.bind(py);
-        let task = if context.is_none() {
-            factory.call1((slf, coro))?
-        } else {
-            let kwnames = interned_names(&CONTEXT_KW, py, &["context"])?;
-            vectorcall_kw(factory, &[slf.as_any(), coro], kwnames, &[context])?
+        if py.version_info() >= (3, 14) {
+            // 3.14 hands the factory every keyword as given, the name included.
+            let all = extra.map_or_else(|| Ok(PyDict::new(py)), |e| e.copy())?;
+            if let Some(name) = name {
+                all.set_item(intern!(py, "name"), name)?;
+            }
+            if let Some(context) = context {
+                all.set_item(intern!(py, "context"), context)?;
+            }
+            return factory.call((slf, coro), Some(&all));
+        }
+        let context = context.filter(|c| !c.is_none());
+        let task = match (context, extra) {
+            (None, None) => factory.call1((slf, coro))?,
+            (Some(context), None) => {
+                let kwnames = interned_names(&CONTEXT_KW, py, &["context"])?;
+                vectorcall_kw(factory, &[slf.as_any(), coro], kwnames, &[context])?
+            }
+            (context, Some(extra)) => {
+                let all = extra.copy()?;
+                if let Some(context) = context {
+                    all.set_item(intern!(py, "context"), context)?;
+                }
+                factory.call((slf, coro), Some(&all))?
+            }
         };
-        if !name.is_none() {
-            match task.call_method1("set_name", (name,)) {
+        // DEVIATION: 3.13 calls `task.set_name(name)` even when no name was given, which names
+        // every task of a custom factory "None"; a task without a name keeps its own here.
+        if let Some(name) = name.filter(|n| !n.is_none()) {
+            match task.call_method1(intern!(py, "set_name"), (name,)) {
                 Err(err) if err.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {}
                 other => {
                     other?;

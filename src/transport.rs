@@ -548,6 +548,23 @@ impl TransportCore {
     /// Writes each bytes-like item of `list_of_data`, as one buffer.
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
+        // 3.12+ asyncio checks before it looks at the data, naming writelines() in the error;
+        // 3.11 joined the data and let write() complain.
+        if py.version_info() >= (3, 12) {
+            slf.get().with(py, |s| {
+                if s.eof {
+                    Err(PyRuntimeError::new_err(
+                        "Cannot call writelines() after write_eof()",
+                    ))
+                } else if s.empty_waiter.is_some() {
+                    Err(PyRuntimeError::new_err(
+                        "unable to writelines; sendfile is in progress",
+                    ))
+                } else {
+                    Ok(())
+                }
+            })??;
+        }
         let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
         Self::write(slf, &joined)
     }
