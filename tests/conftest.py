@@ -5,10 +5,13 @@ A test takes the `loop_factory` fixture (a zero-argument callable returning a ne
 failure reads `test_x[oxloop]` or `test_x[asyncio]`.
 
 Tests that only oxloop can pass are marked `@pytest.mark.oxloop_only("why")`; they run only with
-the oxloop factory.
+the oxloop factory. `@pytest.mark.oxloop_only("why", since=(3, 12))` marks behaviour stock asyncio
+had up to that Python version and dropped: the asyncio run is skipped from that version on;
+`before=(3, 12)` marks behaviour stock asyncio gained in that version.
 """
 
 import asyncio
+import sys
 
 import pytest
 
@@ -28,7 +31,14 @@ def pytest_configure(config):
 def loop_name(request):
     marker = request.node.get_closest_marker("oxloop_only")
     if marker is not None and request.param != "oxloop":
-        pytest.skip("oxloop-only behaviour: " + (marker.args[0] if marker.args else ""))
+        # since=(3, 12): stock asyncio has the behaviour before that version only;
+        # before=(3, 12): stock asyncio has it from that version on.
+        since, before = marker.kwargs.get("since"), marker.kwargs.get("before")
+        applies = (since is None or sys.version_info >= since) and (
+            before is None or sys.version_info < before
+        )
+        if applies:
+            pytest.skip("oxloop-only behaviour: " + (marker.args[0] if marker.args else ""))
     return request.param
 
 

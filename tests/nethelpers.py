@@ -10,6 +10,7 @@ accepts), so they make their futures with `asyncio.get_running_loop()`.
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import os
 import resource
@@ -22,7 +23,9 @@ TIMEOUT = 10  # seconds: generous bound for any single awaited step
 
 
 def fd_count():
-    """How many fds this process has open right now."""
+    """How many fds this process has open right now, once garbage from earlier tests (sockets
+    left to the collector) is gone, so that it cannot close in the middle of a measurement."""
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 

@@ -13,7 +13,6 @@ import contextvars
 import gc
 import logging
 import re
-import sys
 import time
 import weakref
 from unittest import mock
@@ -25,11 +24,8 @@ pytestmark = pytest.mark.timeout(30)
 VAR = contextvars.ContextVar("VAR", default="unset")
 
 
-# Handle.get_context() is new in Python 3.12; stock asyncio on 3.11 does not have it.
-needs_get_context = (
-    pytest.mark.oxloop_only("Handle.get_context() exists in stock asyncio only from 3.12")
-    if sys.version_info < (3, 12)
-    else pytest.mark.usefixtures()
+needs_get_context = pytest.mark.oxloop_only(
+    "Handle.get_context() exists in stock asyncio only from 3.12", before=(3, 12)
 )
 
 

@@ -29,6 +29,7 @@ import collections
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -54,19 +55,39 @@ MAX_RERUNS = 40  # more oxloop-only failures than this are not flakiness
 pytestmark = pytest.mark.timeout(2 * TOTAL_TIMEOUT + 120)
 
 
-def parse_known_failures(path: Path = KNOWN_FAILURES) -> dict[str, str]:
-    """{pattern: reason} from known_failures.txt."""
+LEADING_TAG = re.compile(r"\[([^\]]+)\]\s*")
+VERSION_TAG = re.compile(r"(>=|<)(\d+)\.(\d+)")
+
+
+def parse_known_failures(
+    path: Path = KNOWN_FAILURES, version: tuple[int, int] = sys.version_info[:2]
+) -> dict[str, str]:
+    """{pattern: reason} from known_failures.txt, for the entries that apply to `version`.
+
+    A reason may start with tags: "[flaky]", "[hangs]", and version tags "[>=3.13]" or "[<3.13]"
+    that limit the entry to the Python versions they allow (they are removed from the reason).
+    """
     entries = {}
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         pattern, _, reason = line.replace("\t", " ").partition(" ")
-        if not reason.strip():
+        reason, applies, kept = reason.strip(), True, []
+        while tag := LEADING_TAG.match(reason):
+            reason = reason[tag.end() :]
+            if bound := VERSION_TAG.fullmatch(tag[1]):
+                at = (int(bound[2]), int(bound[3]))
+                applies &= version >= at if bound[1] == ">=" else version < at
+            else:
+                kept.append(f"[{tag[1]}] ")  # [flaky], [hangs]
+        reason = "".join(kept) + reason if reason else ""
+        if not reason:
             raise ValueError(f"{path.name}:{lineno}: {pattern} has no reason")
         if pattern in entries:
             raise ValueError(f"{path.name}:{lineno}: {pattern} is listed twice")
-        entries[pattern] = reason.strip()
+        if applies:
+            entries[pattern] = reason
     return entries
 
 
@@ -191,7 +212,8 @@ def oxloop_loop_class() -> str:
 
 
 def test_known_failures_file_is_well_formed():
-    parse_known_failures()
+    for minor in range(11, 16):
+        parse_known_failures(version=(3, minor))
 
 
 def test_suite_ran_on_the_right_loops(runs):

@@ -30,18 +30,19 @@ EXPECTED = {
         r"    File \".*/blocking_call\.py\", line 29, in handle_request",
         r"    File \".*/blocking_call\.py\", line 19, in load_report",
         r"      time\.sleep\(0\.3\)  # blocks the whole loop.*",
-        r"got report",
         r"oxloop: the event loop was blocked for \d\.\d{3} s by task 'request-1' "
         r"\(handle_request\(\)\) \(episode 1, over\)",
+        r"got report",
         r"stats: blocked \d\.\d s in 1 episode\(s\); the latest timer ran \d\.\d s late",
     ],
     "dump_tasks": [
         r"4 live tasks on <Loop running=True .*>",
         r"task 'Task-1' \(main\(\)\) at .*/dump_tasks\.py:26 in main",
         r"task 'download-all' \(download_all\(\)\) at .*/dump_tasks\.py:19 in download_all",
-        r"   ├─ task 'Task-3' \(download\(\)\) at .*/dump_tasks\.py:15 in download "
+        # Python 3.13 stopped counting named tasks in the default names: Task-3 there is Task-2.
+        r"   ├─ task 'Task-\d' \(download\(\)\) at .*/dump_tasks\.py:15 in download "
         r"\[download > Event\.wait\]",
-        r"   └─ task 'Task-4' \(download\(\)\) at .*/dump_tasks\.py:15 in download .*",
+        r"   └─ task 'Task-\d' \(download\(\)\) at .*/dump_tasks\.py:15 in download .*",
     ],
     "forgotten_await": [
         r"oxloop: coroutine save_user\(\) was never awaited, so it never ran",
@@ -73,9 +74,10 @@ EXPECTED = {
     ],
     "task_flood": [
         r"oxloop: 1001 tasks are alive: over the soft limit of 1000",
-        r"  most created at .*/task_flood\.py:21 in main\.<locals>\.<listcomp>",
+        # Python 3.12+ runs a list comprehension in the function's own frame (PEP 709).
+        r"  most created at .*/task_flood\.py:21 in main(\.<locals>\.<listcomp>)?",
         r"  high-water mark 1001, 1001 created in total, about \d+ per second recently",
-        r"        1000  .*/task_flood\.py:21 in main\.<locals>\.<listcomp>",
+        r"        1000  .*/task_flood\.py:21 in main(\.<locals>\.<listcomp>)?",
         r"processed 2000 items",
     ],
 }

@@ -32,8 +32,9 @@ async def handle_request():
 async def main():
     beat = asyncio.create_task(heartbeat())
     await asyncio.sleep(0.01)
-    print(f"got {await asyncio.create_task(handle_request(), name='request-1')}")
-    await asyncio.sleep(0.05)  # the watchdog sees the episode end
+    report = await asyncio.create_task(handle_request(), name="request-1")
+    await asyncio.sleep(0.05)  # the watchdog sees the episode end (and prints it from its thread)
+    print(f"got {report}")
     beat.cancel()
     stats = asyncio.get_running_loop().stats()
     print(
