@@ -1,25 +1,56 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, Rust unit tests, then pytest on both loops.
-# Makes its own virtualenv (.venv) and installs what it needs from the project's files.
+# The whole test suite, on every CPython tested here (3.11 and 3.13): lint, Rust unit tests, then
+# pytest on both stock asyncio and oxloop under each interpreter (CPython's own test_asyncio of
+# that interpreter included).
+#
+# Makes one virtualenv per interpreter (.venv for 3.11, .venv-3.13) and installs what it needs
+# from the project's files; CPython 3.13 is built once by scripts/cpython313.sh.
+#   PYTHONS="3.11" bash scripts/test.sh          # only some interpreters
+#   bash scripts/test.sh -k streams              # arguments go to every pytest run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3.11}
-command -v "$PYTHON" >/dev/null || PYTHON=python3
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+PYTHONS=${PYTHONS:-"3.11 3.13"}
+
+interpreter() {
+    case $1 in
+    3.11) command -v python3.11 || command -v python3 ;;
+    3.13) bash scripts/cpython313.sh ;;
+    *) echo "no recipe for Python $1" >&2 && return 1 ;;
+    esac
+}
+
+venv_dir() {
+    if [ "$1" = 3.11 ]; then echo .venv; else echo ".venv-$1"; fi
+}
+
+prepare() { # interpreter version -> a virtualenv with the project and its test dependencies
+    local python venv
+    python=$(interpreter "$1")
+    venv=$(venv_dir "$1")
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -e '.[dev]'
+}
+
+first=${PYTHONS%% *}
+echo "== Python $first: install"
+prepare "$first"
+lint_venv=$(venv_dir "$first")
 
 echo "== lint"
 cargo fmt --check
 cargo clippy -q --all-targets -- -D warnings
-.venv/bin/ruff check python tests bench examples
-.venv/bin/ruff format --check python tests bench examples
+"$lint_venv/bin/ruff" check python tests bench examples
+"$lint_venv/bin/ruff" format --check python tests bench examples
 
 echo "== cargo test"
 cargo test -q
 
-echo "== pytest"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+for version in $PYTHONS; do
+    echo "== Python $version: pytest"
+    [ "$version" = "$first" ] || prepare "$version"
+    "$(venv_dir "$version")/bin/python" -m pytest -q -p no:cacheprovider "$@"
+done
