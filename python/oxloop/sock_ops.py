@@ -47,7 +47,7 @@ except ImportError:  # Python built without OpenSSL: no socket can be an SSL soc
 else:
     _SSL_SOCKET = ssl.SSLSocket
 
-from ._compat import SENDFILE_FALLBACK_READBUFFER_SIZE
+from ._compat import BaseEventLoop, borrow
 from ._oxloop import recv_into_nowait, recv_nowait, send_nowait
 
 __all__ = ["SocketOpsMixin"]
@@ -99,6 +99,11 @@ def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
 
 class SocketOpsMixin:
     """The `sock_*` methods of `oxloop.Loop` (which provides `add_reader`/`add_writer`)."""
+
+    # sock_sendfile's checks and its read-and-send fallback are asyncio's, as loop.sendfile's
+    # are (network.py): one policy for both. The zero-copy path is oxloop's.
+    _check_sendfile_params = borrow(BaseEventLoop, "_check_sendfile_params")
+    _sock_sendfile_fallback = borrow(BaseEventLoop, "_sock_sendfile_fallback")
 
     # -- waiting for an fd --------------------------------------------------------------------
     #
@@ -328,7 +333,7 @@ class SocketOpsMixin:
             raise ValueError("the socket must be non-blocking")
         if isinstance(sock, _SSL_SOCKET):
             raise TypeError("Socket cannot be of type SSLSocket")
-        _check_sendfile_params(sock, file, offset, count)
+        self._check_sendfile_params(sock, file, offset, count)
         try:
             return await self._sock_sendfile_native(sock, file, offset, count)
         except asyncio.SendfileNotAvailableError:
@@ -382,46 +387,3 @@ class SocketOpsMixin:
         finally:
             if total:
                 os.lseek(fileno, offset + total, os.SEEK_SET)
-
-    async def _sock_sendfile_fallback(
-        self, sock: socket.socket, file: Any, offset: int, count: int | None
-    ) -> int:
-        if offset:
-            file.seek(offset)
-        chunk = SENDFILE_FALLBACK_READBUFFER_SIZE
-        if count:
-            chunk = min(count, chunk)
-        buf = bytearray(chunk)
-        total = 0
-        try:
-            while True:
-                if count:
-                    chunk = min(count - total, chunk)
-                    if chunk <= 0:
-                        return total
-                view = memoryview(buf)[:chunk]
-                # A file read can block (disk, pipe): it runs in the executor, as in asyncio.
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    return total
-                await self.sock_sendall(sock, view[:read])
-                total += read
-        finally:
-            if total and hasattr(file, "seek"):
-                file.seek(offset + total)
-
-
-def _check_sendfile_params(sock: socket.socket, file: Any, offset: Any, count: Any) -> None:
-    if "b" not in getattr(file, "mode", "b"):
-        raise ValueError("file should be opened in binary mode")
-    if sock.type != socket.SOCK_STREAM:
-        raise ValueError("only SOCK_STREAM type sockets are supported")
-    if count is not None:
-        if not isinstance(count, int):
-            raise TypeError(f"count must be a positive integer (got {count!r})")
-        if count <= 0:
-            raise ValueError(f"count must be a positive integer (got {count!r})")
-    if not isinstance(offset, int):
-        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-    if offset < 0:
-        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
