@@ -20,6 +20,7 @@ import pytest
 
 import oxloop
 from oxloop import diagnostics
+from oxloop.diagnostics import session as diagnostics_session
 
 SOURCE = Path(__file__).read_text().splitlines()
 
@@ -300,7 +301,7 @@ def test_task_flood_warns_once_and_names_the_creation_site(diagnosed):
 
 def test_task_counts_and_high_water_mark(diagnosed):
     loop = diagnosed.new_loop()
-    diag = diagnostics._BY_LOOP[loop]
+    diag = diagnostics_session._BY_LOOP[loop]
 
     async def main():
         gate = asyncio.Event()

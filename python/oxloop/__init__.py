@@ -19,7 +19,7 @@ from collections.abc import Awaitable as _Awaitable
 from typing import TypeVar as _TypeVar
 
 from . import _compat
-from ._task_tree import dump_tasks
+from .diagnostics.task_tree import dump_tasks
 from .loop import Loop
 
 __all__ = ["Loop", "EventLoopPolicy", "new_event_loop", "run", "install", "dump_tasks"]

@@ -123,6 +123,13 @@ else:
         return format_helpers._format_callback_source(func, args)
 
 
+# asyncio.iscoroutinefunction is deprecated from 3.14 (it warns); asyncio itself then uses
+# its private twin, which recognises the same functions.
+iscoroutinefunction = (
+    getattr(coroutines, "_iscoroutinefunction", None) or asyncio.iscoroutinefunction
+)
+
+
 def debug_mode_requested() -> bool:
     """Whether new loops start in debug mode (`-X dev`, PYTHONASYNCIODEBUG), asked of asyncio
     on every call, because tests patch `asyncio.coroutines._is_debug_mode`."""

@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
-import errno
 import logging
-import os
-import signal
-import socket
 import sys
 import threading
 import time
@@ -28,9 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _compat, _oxloop
+from .diagnostics.switch import requested_by_environment
 from .dns import DnsMixin
 from .network import NetworkMixin
 from .pipes import PipesMixin
+from .signals import SignalsMixin
 from .sock_ops import SocketOpsMixin
 
 __all__ = ["Loop"]
@@ -41,25 +38,11 @@ logger = logging.getLogger("asyncio")
 _DEBUG_STACK_DEPTH = 10
 
 
-def _diagnostics_requested_by_environment() -> bool:
-    """``OXLOOP_DIAGNOSTICS`` set to anything but '', 0, false, no or off (oxloop.diagnostics)."""
-    value = os.environ.get("OXLOOP_DIAGNOSTICS", "").strip().lower()
-    return value not in ("", "0", "false", "no", "off")
-
-
-def _is_coroutine_function(func: Any) -> bool:
-    return asyncio.iscoroutinefunction(func)
-
-
 def _stop_when_done(fut: asyncio.Future) -> None:
     # A future that ended with SystemExit/KeyboardInterrupt already unwound run_forever.
     if not fut.cancelled() and isinstance(fut.exception(), (SystemExit, KeyboardInterrupt)):
         return
     fut.get_loop().stop()
-
-
-def _ignore_signal(signum: int, frame: Any) -> None:
-    """The Python-level handler for signals the loop handles through the wakeup fd."""
 
 
 class Loop(
@@ -68,6 +51,7 @@ class Loop(
     SocketOpsMixin,
     DnsMixin,
     PipesMixin,
+    SignalsMixin,
     asyncio.AbstractEventLoop,
 ):
     """An asyncio event loop whose per-callback work runs in Rust."""
@@ -80,11 +64,11 @@ class Loop(
         # imported by default. `diagnostics` is True/False/None (the environment) or Settings;
         # a bad value raises here, before the loop exists.
         settings = None
-        if diagnostics or (diagnostics is None and _diagnostics_requested_by_environment()):
-            from . import diagnostics as diagnostics_module
+        if diagnostics or (diagnostics is None and requested_by_environment()):
+            from .diagnostics.settings import resolve
 
             try:
-                settings = diagnostics_module.resolve(diagnostics)
+                settings = resolve(diagnostics)
             except BaseException:
                 self._close_core()  # the core (made by __new__) exists: release its poller
                 raise
@@ -99,14 +83,15 @@ class Loop(
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth: int | None = None
-        self._signal_handlers: dict[int, tuple[Callable[..., Any], tuple, contextvars.Context]] = {}
-        self._signal_sockets: tuple[socket.socket, socket.socket] | None = None
+        self._init_signals()
         self._init_network()
         self._init_pipes()
         self.set_debug(_compat.debug_mode_requested())
         if settings is not None:
             try:
-                self._diagnostics = diagnostics_module.Diagnostics(self, settings, native=True)
+                from .diagnostics.session import Diagnostics
+
+                self._diagnostics = Diagnostics(self, settings, native=True)
             except BaseException:
                 self.close()  # e.g. the JSON-lines file cannot be opened: no loop, no leak
                 raise
@@ -217,9 +202,7 @@ class Loop(
 
     def _wants_coroutine_origins(self, debug: bool) -> bool:
         """Debug mode tracks where coroutines are created; diagnostics too, unless told not to."""
-        return debug or (
-            self._diagnostics is not None and self._diagnostics.settings.origin_depth > 0
-        )
+        return debug or (self._diagnostics is not None and self._diagnostics.origin_depth > 0)
 
     def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
         if bool(enabled) == self._coroutine_origin_tracking_enabled:
@@ -228,7 +211,7 @@ class Loop(
             self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
             depth = _DEBUG_STACK_DEPTH
             if not self.get_debug() and self._diagnostics is not None:
-                depth = self._diagnostics.settings.origin_depth  # fewer frames: cheaper
+                depth = self._diagnostics.origin_depth  # fewer frames: cheaper
             sys.set_coroutine_origin_tracking_depth(depth)
         else:
             sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
@@ -253,7 +236,7 @@ class Loop(
 
     def _check_callback(self, callback: Any, method: str) -> None:
         """asyncio's debug-mode callback check (the core always does the cheap part)."""
-        if asyncio.iscoroutine(callback) or _is_coroutine_function(callback):
+        if asyncio.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
@@ -459,111 +442,6 @@ class Loop(
                         "asyncgen": agen,
                     }
                 )
-
-    # -- signals ----------------------------------------------------------------------------
-    #
-    # Python's C-level handler writes the signal number to the wakeup fd (`set_wakeup_fd`);
-    # the loop watches the other end of that socket pair and runs the handlers as callbacks.
-
-    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
-        """Run `callback(*args)` in the loop when signal `sig` arrives."""
-        if asyncio.iscoroutine(callback) or _is_coroutine_function(callback):
-            raise TypeError("coroutines cannot be used with add_signal_handler()")
-        self._check_signal(sig)
-        self._check_closed()
-        sockets = self._signal_wakeup_socket()
-        try:
-            signal.set_wakeup_fd(sockets[1].fileno())
-        except (ValueError, OSError) as exc:  # ValueError: not the main thread
-            raise RuntimeError(str(exc)) from None
-        self._signal_handlers[sig] = (callback, args, contextvars.copy_context())
-        try:
-            signal.signal(sig, _ignore_signal)
-            signal.siginterrupt(sig, False)
-        except OSError as exc:
-            del self._signal_handlers[sig]
-            if not self._signal_handlers:
-                self._stop_signal_wakeup()
-            if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
-            raise
-
-    def remove_signal_handler(self, sig: int) -> bool:
-        """Remove the handler for `sig`; True if there was one."""
-        self._check_signal(sig)
-        if self._signal_handlers.pop(sig, None) is None:
-            return False
-        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
-        try:
-            signal.signal(sig, default)
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                raise RuntimeError(f"sig {sig:d} cannot be caught") from None
-            raise
-        if not self._signal_handlers:
-            self._stop_signal_wakeup()
-        return True
-
-    def _check_signal(self, sig: Any) -> None:
-        if not isinstance(sig, int):
-            raise TypeError(f"sig must be an int, not {sig!r}")
-        if sig not in signal.valid_signals():
-            raise ValueError(f"invalid signal number {sig}")
-
-    def _signal_wakeup_socket(self) -> tuple[socket.socket, socket.socket]:
-        if self._signal_sockets is None:
-            reader, writer = socket.socketpair()
-            reader.setblocking(False)
-            writer.setblocking(False)
-            self._signal_sockets = (reader, writer)
-            self.add_reader(reader.fileno(), self._read_signals)
-        return self._signal_sockets
-
-    def _read_signals(self) -> None:
-        assert self._signal_sockets is not None
-        reader = self._signal_sockets[0]
-        while True:
-            try:
-                data = reader.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            if not data:
-                return
-            for signum in data:
-                entry = self._signal_handlers.get(signum)
-                if entry is not None:
-                    callback, args, context = entry
-                    self.call_soon(callback, *args, context=context)
-
-    def _stop_signal_wakeup(self) -> None:
-        try:
-            signal.set_wakeup_fd(-1)
-        except (ValueError, OSError) as exc:
-            logger.info("set_wakeup_fd(-1) failed: %s", exc)
-        if self._signal_sockets is not None:
-            reader, writer = self._signal_sockets
-            self._signal_sockets = None
-            self.remove_reader(reader.fileno())
-            reader.close()
-            writer.close()
-
-    def _remove_all_signal_handlers(self) -> None:
-        if not self._signal_handlers:
-            if self._signal_sockets is not None:
-                self._stop_signal_wakeup()
-            return
-        if sys.is_finalizing():
-            warnings.warn(
-                f"Closing the loop {self!r} on interpreter shutdown stage, "
-                "skipping signal handlers removal",
-                ResourceWarning,
-                stacklevel=2,
-                source=self,
-            )
-            self._signal_handlers.clear()
-            return
-        for sig in list(self._signal_handlers):
-            self.remove_signal_handler(sig)
 
 
 def _set_result_unless_done(fut: asyncio.Future, result: Any) -> None:

@@ -37,7 +37,7 @@ _LIBRARY_DIRS = tuple(
         for key in ("stdlib", "platstdlib", "purelib", "platlib")
         if (path := sysconfig.get_paths().get(key))
     }
-    | {os.path.join(os.path.dirname(os.path.abspath(__file__)), "")}
+    | {os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "")}  # oxloop
 )
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from . import _compat
-from ._reports import Frame, TaskSnapshot, user_frame
+from .. import _compat
+from .reports import Frame, TaskSnapshot, user_frame
 
 __all__ = ["dump_tasks", "await_stack", "snapshot"]
 
@@ -135,7 +135,7 @@ def _add_awaited_by(tasks: list[asyncio.Task], waits_for: dict[asyncio.Task, lis
                 children.append(task)
 
 
-def _live_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
+def live_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
     # all_tasks() iterates a WeakSet another thread may change; asyncio retries the same way.
     for _ in range(100):
         try:
@@ -174,7 +174,7 @@ def dump_tasks(loop: asyncio.AbstractEventLoop | None = None) -> str:
     """
     if loop is None:
         loop = asyncio.get_running_loop()
-    tasks = _live_tasks(loop)
+    tasks = live_tasks(loop)
     waits_for = {task: _awaited_tasks(task) for task in tasks}
     _add_awaited_by(tasks, waits_for)
     waited = {child for children in waits_for.values() for child in children}

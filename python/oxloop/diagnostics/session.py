@@ -1,147 +1,31 @@
-"""oxloop's diagnostics mode: the common asyncio pitfalls reported while they happen.
-
-Switch it on with any of::
-
-    oxloop.run(main(), diagnostics=True)
-    loop = oxloop.new_event_loop(diagnostics=True)        # or diagnostics=Settings(...)
-    OXLOOP_DIAGNOSTICS=1 python app.py                     # every oxloop loop made in it
-    python -m oxloop --diagnose app.py                     # the same, plus a summary at exit
-
-What it reports (see the `Report` subclasses in `oxloop._reports`): a callback or task step
-blocking the loop (with the loop thread's stack, while it still blocks), forgotten awaits,
-exceptions lost in tasks, swallowed cancellations, tasks pending at shutdown, task floods; and it
-adds timer lateness, time blocked and task counts to ``loop.stats()``. Reports go to the
-``oxloop.diagnostics`` logger, to ``Settings.hook``, to a JSON-lines file and to OpenTelemetry,
-as configured.
-
-Off (the default), none of this exists: no thread, no task factory, no hooks.
-
-The task-based parts work on stock asyncio loops too, through `attach(loop)`; blocking and
-timer lateness need oxloop's core.
-"""
+"""The diagnostics of one loop (`Diagnostics`, the one hook object the loop calls), what all
+diagnosed loops of the process saw (`session_summary`), and `attach` for other loops."""
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import math
-import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from . import _oxloop, _unawaited
-from ._blocking import BlockingMonitor
-from ._reports import (
+from .. import _oxloop
+from . import unawaited
+from .blocking import BlockingMonitor
+from .reports import (
     BlockingReport,
     ForgottenAwaitReport,
     Frame,
     LostExceptionReport,
-    PendingTasksReport,
     Report,
-    SwallowedCancellationReport,
-    TaskFloodReport,
-    TaskSnapshot,
 )
-from ._sinks import Sinks, logger
-from ._task_guard import TaskGuard
-from ._task_tree import dump_tasks
-from .loop import Loop, _diagnostics_requested_by_environment
+from .settings import Settings, resolve
+from .sinks import Sinks, logger
+from .task_guard import TaskGuard
 
-__all__ = [
-    "Settings",
-    "Diagnostics",
-    "attach",
-    "dump_tasks",
-    "session_summary",
-    "logger",
-    "Report",
-    "BlockingReport",
-    "ForgottenAwaitReport",
-    "LostExceptionReport",
-    "SwallowedCancellationReport",
-    "PendingTasksReport",
-    "TaskFloodReport",
-    "TaskSnapshot",
-    "Frame",
-]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the diagnostics report, and where to.
-
-    blocking_threshold: seconds a callback or task step may run before it counts as blocking
-        the loop (``OXLOOP_DIAGNOSTICS_BLOCKING``).
-    task_soft_limit: live tasks above which one task-flood warning is issued
-        (``OXLOOP_DIAGNOSTICS_TASK_LIMIT``).
-    hook: called with every `Report` object, from the loop thread or the watchdog thread.
-    jsonl_path: append every report as one JSON line to this file
-        (``OXLOOP_DIAGNOSTICS_JSONL``).
-    log: log every report on the ``oxloop.diagnostics`` logger (WARNING).
-    opentelemetry: add span events when ``opentelemetry-api`` is importable.
-    origin_depth: frames kept of where each coroutine was created (coroutine origin tracking,
-        for forgotten awaits). It costs on every coroutine created, about 0.2 us at 1 frame
-        and 0.5-1 us at 3; 0 switches tracking off, and a forgotten await is then reported
-        where it was dropped (the same line when the call's result is simply discarded).
-    summary_at_close: log a summary when the loop closes, if anything was reported.
-    """
-
-    blocking_threshold: float = 0.1
-    task_soft_limit: int = 10_000
-    hook: Callable[[Report], Any] | None = None
-    jsonl_path: str | os.PathLike | None = None
-    log: bool = True
-    opentelemetry: bool = True
-    origin_depth: int = 1
-    summary_at_close: bool = True
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.blocking_threshold) and self.blocking_threshold > 0):
-            raise ValueError(
-                f"blocking_threshold must be a positive number of seconds, "
-                f"got {self.blocking_threshold!r}"
-            )
-        if self.task_soft_limit < 1:
-            raise ValueError(f"task_soft_limit must be at least 1, got {self.task_soft_limit!r}")
-        if self.origin_depth < 0:
-            raise ValueError(f"origin_depth must be 0 or more, got {self.origin_depth!r}")
-        if self.hook is not None and not callable(self.hook):
-            raise TypeError(f"hook must be callable, got {self.hook!r}")
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ, **overrides: Any):
-        """Default settings, with the thresholds and file the environment sets."""
-        values: dict[str, Any] = {}
-        blocking = environ.get("OXLOOP_DIAGNOSTICS_BLOCKING")
-        if blocking:
-            values["blocking_threshold"] = float(blocking)
-        limit = environ.get("OXLOOP_DIAGNOSTICS_TASK_LIMIT")
-        if limit:
-            values["task_soft_limit"] = int(limit)
-        jsonl = environ.get("OXLOOP_DIAGNOSTICS_JSONL")
-        if jsonl:
-            values["jsonl_path"] = jsonl
-        values.update(overrides)
-        return cls(**values)
-
-
-def resolve(setting: bool | Settings | None) -> Settings | None:
-    """The settings a loop gets for its ``diagnostics=`` argument (None: the environment's)."""
-    if setting is None:
-        setting = _diagnostics_requested_by_environment()
-    if isinstance(setting, Settings):
-        return setting
-    if setting is True:
-        return Settings.from_environment()
-    if setting is False:
-        return None
-    raise TypeError(
-        f"diagnostics must be True, False, None or an oxloop.diagnostics.Settings, got {setting!r}"
-    )
+__all__ = ["Diagnostics", "attach", "print_summary_at_exit", "session_summary"]
 
 
 class _Session:
@@ -240,7 +124,7 @@ class Diagnostics:
         loop.set_task_factory(self.tasks.create_task)
         if native:
             _oxloop._set_timer_lag_recording(loop, True)
-        _unawaited.subscribe(self)
+        unawaited.subscribe(self)
         _LIVE.add(self)
         _BY_LOOP[loop] = self
         with _SESSION.lock:
@@ -248,6 +132,11 @@ class Diagnostics:
 
     def is_for(self, loop: Any) -> bool:
         return self._loop_ref() is loop
+
+    @property
+    def origin_depth(self) -> int:
+        """Frames of coroutine origin the loop should track while it runs (0: none)."""
+        return self.settings.origin_depth
 
     @property
     def opentelemetry(self) -> bool:
@@ -277,7 +166,7 @@ class Diagnostics:
             loop = self._loop_ref()
             if self._native and loop is not None:
                 _oxloop._set_timer_lag_recording(loop, False)
-            _unawaited.unsubscribe(self)
+            unawaited.unsubscribe(self)
             with _SESSION.lock:
                 _SESSION.high_water = max(_SESSION.high_water, self.tasks.high_water)
             if (
@@ -305,7 +194,7 @@ class Diagnostics:
             ForgottenAwaitReport(
                 loop_id=self._loop_id,
                 coroutine=coro.__qualname__,
-                origin=_unawaited.origin_frames(coro),
+                origin=unawaited.origin_frames(coro),
                 dropped_at=dropped_at,
             )
         )
@@ -352,7 +241,7 @@ def attach(loop: asyncio.AbstractEventLoop, settings: bool | Settings = True) ->
     coroutine origin tracking on for the calling thread: attach from the thread that will run
     the loop.
     """
-    if isinstance(loop, Loop):
+    if isinstance(loop, _oxloop.LoopCore):
         raise TypeError("oxloop loops take diagnostics at creation: new_event_loop(diagnostics=…)")
     resolved = resolve(settings)
     if resolved is None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._reports import BlockingReport, LostExceptionReport, Report
+from .reports import BlockingReport, LostExceptionReport, Report
 
 __all__ = ["logger", "Sinks"]
 

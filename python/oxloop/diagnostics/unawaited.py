@@ -18,9 +18,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import _compat
-from ._reports import Frame
-from ._task_guard import MACHINERY
+from .. import _compat
+from .reports import Frame
+from .task_guard import MACHINERY
 
 __all__ = ["subscribe", "unsubscribe", "origin_frames"]
 

@@ -27,8 +27,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import _compat, _oxloop, _task_tree
-from ._reports import (
+from .. import _compat, _oxloop
+from . import task_tree
+from .reports import (
     Frame,
     LostExceptionReport,
     PendingTasksReport,
@@ -43,7 +44,7 @@ __all__ = ["Task", "TaskGuard", "MACHINERY"]
 # task: create_task, gather, ensure_future, TaskGroup, Runner, oxloop.run.
 MACHINERY = (
     os.path.dirname(asyncio.__file__) + os.sep,
-    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # the oxloop package
 )
 
 
@@ -61,7 +62,7 @@ class Task(asyncio.Task):
     def cancel(self, msg: Any = None) -> bool:
         if not self.done():
             if self._oxloop_cancel_stack is None:
-                self._oxloop_cancel_stack = _task_tree.await_stack(self.get_coro())
+                self._oxloop_cancel_stack = task_tree.await_stack(self.get_coro())
             # Checked on every call: gather() may have cancelled it first, as its parent was.
             if sys._getframe(1).f_code is _compat.CANCEL_ALL_TASKS_CODE:
                 self._oxloop_at_shutdown = True
@@ -126,7 +127,7 @@ class TaskGuard:
 
     @staticmethod
     def _snapshot(task: Task, stack: list[Frame] | None) -> Any:
-        snap = _task_tree.snapshot(task)
+        snap = task_tree.snapshot(task)
         if stack is not None:  # the stack as it was when cancel() was called
             snap = type(snap)(snap.name, snap.coroutine, snap.created_at, stack)
         return snap
@@ -157,7 +158,7 @@ class TaskGuard:
         self._emit(
             LostExceptionReport(
                 loop_id=self._loop_id,
-                task=_task_tree.snapshot(task),
+                task=task_tree.snapshot(task),
                 exception=_compat.task_exception(task),
                 noticed=noticed,
             )
@@ -186,12 +187,12 @@ class TaskGuard:
             )
         loop = self._loop_ref()
         if loop is not None:
-            pending = _task_tree._live_tasks(loop)
+            pending = task_tree.live_tasks(loop)
             if pending:
                 self._emit(
                     PendingTasksReport(
                         loop_id=self._loop_id,
-                        tasks=[_task_tree.snapshot(t) for t in pending],
+                        tasks=[task_tree.snapshot(t) for t in pending],
                         cancelled_at_shutdown=False,
                     )
                 )

@@ -21,12 +21,12 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import _oxloop
-from ._reports import BlockingReport, Frame, Report, user_frame
+from .. import _oxloop
+from .reports import BlockingReport, Frame, Report, user_frame
 
 __all__ = ["BlockingMonitor"]
 
-_LOOP_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loop.py")
+_LOOP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "loop.py")
 
 
 def _callback_stack(frame: Any) -> list[Frame]:
