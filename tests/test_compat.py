@@ -82,6 +82,7 @@ SIGNATURES = [
     ("tasks.wait_for", asyncio.tasks.wait_for, ["fut", "timeout"]),
     ("events._get_running_loop", asyncio.events._get_running_loop, []),
     ("events._set_running_loop", asyncio.events._set_running_loop, ["loop"]),
+    ("base_events._run_until_complete_cb", _compat.run_until_complete_cb, ["fut"]),
     ("coroutines._is_debug_mode", asyncio.coroutines._is_debug_mode, []),
 ]
 

@@ -4,10 +4,12 @@
     python -m oxloop -m module [args ...]     # like `python -m module [args ...]`
     python -m oxloop --diagnose script.py     # with oxloop's diagnostics, and a summary at exit
 
-oxloop.install() is called first, so `asyncio.run()`, `asyncio.Runner()` and
+oxloop's policy is installed first, so `asyncio.run()`, `asyncio.Runner()` and
 `asyncio.new_event_loop()` in the program create oxloop loops; the program itself needs no
-change. It runs as ``__main__`` with ``sys.argv`` and ``sys.path[0]`` as Python would set them,
-and its exit status (``SystemExit``, an uncaught exception) is the process's.
+change. ``OXLOOP=1`` is set for the processes it starts (see `oxloop._startup`), and a loop of
+another class that the program makes itself is reported with a RuntimeWarning. It runs as
+``__main__`` with ``sys.argv`` and ``sys.path[0]`` as Python would set them, and its exit
+status (``SystemExit``, an uncaught exception) is the process's.
 
 Options of oxloop itself go before the script or ``-m``; everything after belongs to the program.
 """
@@ -18,7 +20,7 @@ import runpy
 import sys
 from typing import NamedTuple
 
-from . import _install
+from . import _startup
 
 USAGE = """\
 usage: python -m oxloop [-h] [--diagnose] script.py [args ...]
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"python -m oxloop: error: {exc.args[0]}", file=sys.stderr)
         print(USAGE, end="", file=sys.stderr)
         sys.exit(2)
-    _install()  # no deprecation warning on 3.14+: the program asked for this command
+    _startup.enable()  # no deprecation warning on 3.14+: the program asked for this command
     if invocation.diagnose:
         # Through the environment, so every loop the program makes (and its child processes
         # running oxloop) is diagnosed; the per-loop summaries give way to one at the end.

@@ -109,6 +109,23 @@ def set_running_loop(loop: Any) -> None:
     events._set_running_loop(loop)
 
 
+def wrap_set_running_loop(make_wrapper: Any) -> None:
+    """Route every loop's "I am running" call through `make_wrapper(original)` (OXLOOP=1 uses it
+    to notice a loop that is not oxloop's). Stock asyncio's loops look up
+    `events._set_running_loop` at each call; uvloop takes `asyncio._set_running_loop` once,
+    when it is imported, so both are replaced."""
+    wrapper = make_wrapper(events._set_running_loop)
+    events._set_running_loop = wrapper
+    asyncio._set_running_loop = wrapper
+
+
+# The done callback run_until_complete() adds to its future. oxloop adds asyncio's own function
+# rather than an equivalent: anyio finds the program's root task (which its worker threads live
+# as long as) by this callback, and on any other loop treats each task as a root, starting a
+# thread per to_thread.run_sync() caller instead of reusing one.
+run_until_complete_cb = base_events._run_until_complete_cb
+
+
 extract_stack = format_helpers.extract_stack
 
 if PY >= (3, 13):

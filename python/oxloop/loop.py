@@ -38,13 +38,6 @@ logger = logging.getLogger("asyncio")
 _DEBUG_STACK_DEPTH = 10
 
 
-def _stop_when_done(fut: asyncio.Future) -> None:
-    # A future that ended with SystemExit/KeyboardInterrupt already unwound run_forever.
-    if not fut.cancelled() and isinstance(fut.exception(), (SystemExit, KeyboardInterrupt)):
-        return
-    fut.get_loop().stop()
-
-
 class Loop(
     _oxloop.LoopCore,
     NetworkMixin,
@@ -153,7 +146,7 @@ class Loop(
             # The caller cannot retrieve an exception from a task it never saw: don't log it
             # as "never retrieved" when the loop is interrupted.
             _compat.task_quiet_when_destroyed_pending(future)
-        future.add_done_callback(_stop_when_done)
+        future.add_done_callback(_compat.run_until_complete_cb)
         try:
             self.run_forever()
         except BaseException:
@@ -161,7 +154,7 @@ class Loop(
                 future.exception()  # mark it retrieved: the error is propagating already
             raise
         finally:
-            future.remove_done_callback(_stop_when_done)
+            future.remove_done_callback(_compat.run_until_complete_cb)
         if not future.done():
             raise RuntimeError("Event loop stopped before Future completed.")
         return future.result()
