@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on every CPython tested here (3.11 and 3.13): lint, Rust unit tests, then
 # pytest on both stock asyncio and oxloop under each interpreter (CPython's own test_asyncio of
-# that interpreter included).
+# that interpreter included). Between them, scripts/test-wheel.sh installs a wheel into a fresh
+# virtualenv without Rust and runs the examples (first interpreter only, unoptimised build).
 #
 # Makes one virtualenv per interpreter (.venv for 3.11, .venv-3.13) and installs what it needs
 # from the project's files; CPython 3.13 is built once by scripts/cpython313.sh.
@@ -48,6 +49,9 @@ cargo clippy -q --all-targets -- -D warnings
 
 echo "== cargo test"
 cargo test -q
+
+echo "== wheel: built with zig, installed without Rust, examples run (Python $first only)"
+PYTHON=$first bash scripts/test-wheel.sh
 
 for version in $PYTHONS; do
     echo "== Python $version: pytest"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build oxloop's wheels (one per CPython: the extension is not abi3) and its sdist into dist/.
+#
+# The wheels are linked by zig (maturin --zig, ziglang from PyPI) against glibc 2.17 headers, so
+# they carry the manylinux2014 tag (manylinux_2_17_x86_64) and install with pip on any x86_64
+# Linux with glibc 2.17 or later; `auditwheel show` must agree with that tag, or this fails.
+#   bash scripts/build-wheels.sh                       # release wheels for 3.11 and 3.13, sdist
+#   PYTHONS=3.11 PROFILE=dev bash scripts/build-wheels.sh   # one quick unoptimised wheel
+# PROFILE=dev skips the release profile's fat LTO (minutes on 2 cores); the wheel test in CI
+# (scripts/test-wheel.sh) uses it. Tools go into .venv-build, apart from the test virtualenvs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHONS=${PYTHONS:-"3.11 3.13"}
+PROFILE=${PROFILE:-release}
+OUT=${OUT:-dist}
+TAG=manylinux_2_17_x86_64
+
+interpreter() {
+    case $1 in
+    3.11) command -v python3.11 || command -v python3 ;;
+    3.13) bash scripts/cpython313.sh ;;
+    *) echo "no recipe for Python $1" >&2 && return 1 ;;
+    esac
+}
+
+if [ ! -x .venv-build/bin/maturin ]; then
+    "$(interpreter 3.11)" -m venv .venv-build
+    .venv-build/bin/python -m pip install -q --upgrade pip
+fi
+.venv-build/bin/python -m pip install -q 'maturin>=1.5,<2' ziglang auditwheel
+export PATH="$PWD/.venv-build/bin:$PATH" # maturin finds zig through the ziglang package
+
+mkdir -p "$OUT"
+for version in $PYTHONS; do
+    python=$(interpreter "$version")
+    echo "== wheel for Python $version ($PROFILE)"
+    # --compatibility manylinux2014: zig targets glibc 2.17; the tag is checked below.
+    maturin build -q --profile "$PROFILE" --zig --compatibility manylinux2014 \
+        --interpreter "$python" --out "$OUT"
+done
+echo "== sdist"
+maturin sdist --out "$OUT"
+
+for wheel in "$OUT"/oxloop-*.whl; do
+    if ! auditwheel show "$wheel" | tr -d '\n' | grep -q "\"$TAG\""; then
+        echo "auditwheel does not find $wheel consistent with $TAG:" >&2
+        auditwheel show "$wheel" >&2
+        exit 1
+    fi
+    echo "$wheel: auditwheel agrees ($TAG)"
+done
