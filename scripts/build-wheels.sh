@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build oxloop's wheels (one per CPython: the extension is not abi3) and its sdist into dist/.
+# Build oxloop's sdist and, from it, its wheels (one per CPython: the extension is not abi3) into
+# dist/.
 #
 # The wheels are linked by zig (maturin --zig, ziglang from PyPI) against glibc 2.17 headers, so
 # they carry the manylinux2014 tag (manylinux_2_17_x86_64) and install with pip on any x86_64
@@ -32,15 +33,22 @@ fi
 export PATH="$PWD/.venv-build/bin:$PATH" # maturin finds zig through the ziglang package
 
 mkdir -p "$OUT"
-for version in $PYTHONS; do
-    python=$(interpreter "$version")
-    echo "== wheel for Python $version ($PROFILE)"
-    # --compatibility manylinux2014: zig targets glibc 2.17; the tag is checked below.
-    maturin build -q --profile "$PROFILE" --zig --compatibility manylinux2014 \
-        --interpreter "$python" --out "$OUT"
-done
 echo "== sdist"
 maturin sdist --out "$OUT"
+# The wheels are built from the sdist, as pip would build them from it, so every build checks
+# that the sdist is complete. Cargo's target directory stays the checkout's, to reuse its build
+# of the dependencies.
+unpacked=$(mktemp -d)
+trap 'rm -rf "$unpacked"' EXIT
+tar -xzf "$OUT"/oxloop-*.tar.gz -C "$unpacked"
+for version in $PYTHONS; do
+    python=$(interpreter "$version")
+    echo "== wheel for Python $version ($PROFILE), from the sdist"
+    # --compatibility manylinux2014: zig targets glibc 2.17; the tag is checked below.
+    maturin build -q --profile "$PROFILE" --zig --compatibility manylinux2014 \
+        --interpreter "$python" --manifest-path "$unpacked"/oxloop-*/Cargo.toml \
+        --target-dir "$PWD/target" --out "$OUT"
+done
 
 for wheel in "$OUT"/oxloop-*.whl; do
     if ! auditwheel show "$wheel" | tr -d '\n' | grep -q "\"$TAG\""; then

@@ -198,6 +198,8 @@ def test_cpython_private_names_oxloop_uses_exist():
     assert callable(warnings._warn_unawaited_coroutine)  # the forgotten-await hook
     assert callable(sys._current_frames)  # the blocking watchdog's stack
     assert callable(sys._getframe)
+    # OXLOOP=1 wraps both: stock loops call the first, uvloop takes the second at import.
+    assert callable(asyncio.events._set_running_loop) and callable(asyncio._set_running_loop)
     assert issubclass(_compat.FlowControlMixin, asyncio.Transport)
     assert _compat.SendfileMode.TRY_NATIVE
     for value in (

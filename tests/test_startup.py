@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-# What a fresh interpreter's asyncio makes, and whether a foreign loop was reported.
+# The module of the loop a fresh interpreter's asyncio makes.
 PROBE = textwrap.dedent(
     """\
-    import asyncio, warnings
-    warnings.simplefilter("always")
+    import asyncio
     loop = asyncio.new_event_loop()
     print(type(loop).__module__)
     loop.close()
