@@ -17,13 +17,7 @@ PROFILE=${PROFILE:-release}
 OUT=${OUT:-dist}
 TAG=manylinux_2_17_x86_64
 
-interpreter() {
-    case $1 in
-    3.11) command -v python3.11 || command -v python3 ;;
-    3.13) bash scripts/cpython313.sh ;;
-    *) echo "no recipe for Python $1" >&2 && return 1 ;;
-    esac
-}
+. scripts/interpreter.sh
 
 if [ ! -x .venv-build/bin/maturin ]; then
     "$(interpreter 3.11)" -m venv .venv-build

@@ -2,10 +2,10 @@
 # The wheel test: build a wheel the way scripts/build-wheels.sh does, install it into a fresh
 # virtualenv with no Rust toolchain on PATH, and run the examples from it, outside the checkout.
 #
-# CI runs it for the first interpreter only and with PROFILE=dev: a release wheel (fat LTO) per
-# interpreter takes minutes on 2 cores. The release build and its other interpreter are left to
-# scripts/build-wheels.sh, which checks the manylinux tag the same way.
-#   bash scripts/test-wheel.sh            # PYTHON=3.11 PROFILE=dev by default
+# CI runs it for the first interpreter only and with PROFILE=dev, to stay inside its time budget
+# (a release build adds a fat-LTO build of its own per interpreter).
+#   bash scripts/test-wheel.sh                             # PYTHON=3.11 PROFILE=dev by default
+#   PYTHON=3.13 PROFILE=release bash scripts/test-wheel.sh  # a release wheel, by hand
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -22,7 +22,8 @@ clean_path=$(tr ':' '\n' <<<"$PATH" | while read -r dir; do
     [ -e "$dir/cargo" ] || [ -e "$dir/rustc" ] || [ -e "$dir/maturin" ] || printf '%s:' "$dir"
 done)
 clean_path=${clean_path%:}
-base_python=$(.venv-build/bin/python -c 'import sys; print(sys._base_executable)')
+. scripts/interpreter.sh
+base_python=$(interpreter "$PYTHON")
 if PATH=$clean_path command -v cargo rustc >/dev/null; then
     echo "a Rust toolchain is still on PATH" >&2 && exit 1
 fi

@@ -13,13 +13,7 @@ cd "$(dirname "$0")/.."
 
 PYTHONS=${PYTHONS:-"3.11 3.13"}
 
-interpreter() {
-    case $1 in
-    3.11) command -v python3.11 || command -v python3 ;;
-    3.13) bash scripts/cpython313.sh ;;
-    *) echo "no recipe for Python $1" >&2 && return 1 ;;
-    esac
-}
+. scripts/interpreter.sh
 
 venv_dir() {
     if [ "$1" = 3.11 ]; then echo .venv; else echo ".venv-$1"; fi
