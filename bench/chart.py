@@ -11,6 +11,7 @@ come from the same run. Needs matplotlib (the ``bench`` extra).
 
 import argparse
 import json
+import os
 import sys
 
 LOOPS = ("asyncio", "uvloop", "oxloop")
@@ -68,9 +69,13 @@ def main(argv: list[str]) -> int:
         print("chart.py: no row has both uvloop and oxloop results", file=sys.stderr)
         return 1
     first = reports[0]
+    rounds = ", ".join(
+        f"{os.path.splitext(os.path.basename(name))[0]}: {report['rounds']} round(s)"
+        for name, report in zip(args.reports, reports, strict=True)
+    )
     title = (
         f"{first['date'][:10]}, {first['machine']['cpu']}, CPython {first['machine']['python']}, "
-        f"uvloop {first['machine']['uvloop']}, {first['rounds']} rounds"
+        f"uvloop {first['machine']['uvloop']}; {rounds}"
     )
     draw(rows, title, args.output)
     print(f"chart.py: wrote {args.output} ({len(rows)} rows)")

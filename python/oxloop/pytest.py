@@ -84,8 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
             ),
             stacklevel=2,
         )
-    # Registered only now, so pytest-asyncio has declared its hook by the time pluggy checks
-    # this one against it.
+    # The hooks exist only when the plugin is on: off, it adds its options and nothing else.
     config.pluginmanager.register(_Hooks(), "oxloop.pytest.hooks")
 
 
@@ -100,6 +99,7 @@ class _Hooks:
             return
         # anyio_backend is cached per module: it is made to depend on the loop parameter, so
         # pytest makes it again when the loop changes (anyio's runner is per module too).
+        # (_arg2fixturedefs: pytest's private map of the fixtures this test uses.)
         for fixturedef in metafunc._arg2fixturedefs.get("anyio_backend", ()):
             if _LOOP_PARAMETER not in fixturedef.argnames:
                 fixturedef.argnames += (_LOOP_PARAMETER,)
