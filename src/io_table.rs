@@ -28,7 +28,8 @@ use pyo3::types::PyInt;
 use crate::errors::{io_error, os_error};
 use crate::gil_cell::GilCell;
 use crate::handles::{Handle, LoopHeld};
-use crate::poller::{EventBuffer, Interest, Poller, Readiness, Registration};
+pub use crate::poller::Interest;
+use crate::poller::{EventBuffer, Poller, Readiness, Registration};
 use crate::sock_ops::SockWait;
 use crate::socket_io;
 

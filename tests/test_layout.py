@@ -127,3 +127,9 @@ def test_every_unsafe_block_says_why_it_is_sound():
 def test_the_checker_sees_a_cycle():
     assert find_cycle({("a",): {("b",)}, ("b",): {("a",)}}) == [("a",), ("b",), ("a",)]
     assert find_cycle({("a",): {("b",)}, ("b",): set()}) is None
+
+
+def test_only_the_io_table_uses_the_poller():
+    _, deps = dependencies()
+    users = sorted("::".join(m) for m, targets in deps.items() if ("poller",) in targets)
+    assert users == ["io_table"]
