@@ -5,7 +5,8 @@
 //! callback goes through `call_soon`. pyo3's generic argument parser costs about 300
 //! instructions a call there (measured with callgrind), a fifth of the loop's share of a task
 //! step. Their signature is fixed and small — `(required..., *args, context=None)` — so this
-//! module parses it directly from the vectorcall arguments and hands over to `LoopCore`.
+//! module parses it directly from the vectorcall arguments and hands over to `LoopCore`,
+//! through one generic entry point (`fastcall`) instantiated once per method.
 
 use std::cell::UnsafeCell;
 use std::ffi::CStr;
@@ -19,10 +20,10 @@ use pyo3::types::{PyString, PyTuple, PyType};
 use crate::event_loop::LoopCore;
 
 /// The arguments of a scheduling call, parsed.
-pub struct ScheduleArgs<'py, const N: usize> {
-    pub required: [Bound<'py, PyAny>; N],
-    pub args: Bound<'py, PyTuple>,
-    pub context: Option<Bound<'py, PyAny>>,
+struct ScheduleArgs<'py, const N: usize> {
+    required: [Bound<'py, PyAny>; N],
+    args: Bound<'py, PyTuple>,
+    context: Option<Bound<'py, PyAny>>,
 }
 
 /// Parses `(required[0], ..., required[N-1], *args, context=None)` from vectorcall arguments.
@@ -107,78 +108,78 @@ unsafe fn loop_ref<'py>(
     Ok(slf.cast_into::<LoopCore>()?)
 }
 
-unsafe extern "C" fn call_soon(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    entry_point(|py| {
-        // SAFETY: CPython passes the METH_FASTCALL | METH_KEYWORDS arguments.
-        let (slf, a) = unsafe {
-            (
-                loop_ref(py, slf)?,
-                parse(py, "call_soon", ["callback"], args, nargs, kwnames)?,
-            )
-        };
-        let [callback] = a.required;
-        Ok(LoopCore::call_soon_impl(&slf, callback, a.args, a.context)?.into_any())
-    })
+/// One scheduling method: its name, its required positional parameters, and what it does
+/// with the parsed arguments.
+trait Schedule<const N: usize> {
+    const NAME: &'static str;
+    const REQUIRED: [&'static str; N];
+    fn call<'py>(
+        slf: &Bound<'py, LoopCore>,
+        required: [Bound<'py, PyAny>; N],
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Py<PyAny>>;
 }
 
-unsafe extern "C" fn call_soon_threadsafe(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    entry_point(|py| {
-        // SAFETY: CPython passes the METH_FASTCALL | METH_KEYWORDS arguments.
-        let (slf, a) = unsafe {
-            (
-                loop_ref(py, slf)?,
-                parse(
-                    py,
-                    "call_soon_threadsafe",
-                    ["callback"],
-                    args,
-                    nargs,
-                    kwnames,
-                )?,
-            )
-        };
-        let [callback] = a.required;
-        Ok(LoopCore::call_soon_threadsafe_impl(&slf, callback, a.args, a.context)?.into_any())
-    })
+struct CallSoon;
+struct CallSoonThreadsafe;
+struct CallLater;
+struct CallAt;
+
+impl Schedule<1> for CallSoon {
+    const NAME: &'static str = "call_soon";
+    const REQUIRED: [&'static str; 1] = ["callback"];
+    fn call<'py>(
+        slf: &Bound<'py, LoopCore>,
+        [callback]: [Bound<'py, PyAny>; 1],
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(LoopCore::call_soon_impl(slf, callback, args, context)?.into_any())
+    }
 }
 
-unsafe extern "C" fn call_later(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    entry_point(|py| {
-        // SAFETY: CPython passes the METH_FASTCALL | METH_KEYWORDS arguments.
-        let (slf, a) = unsafe {
-            (
-                loop_ref(py, slf)?,
-                parse(
-                    py,
-                    "call_later",
-                    ["delay", "callback"],
-                    args,
-                    nargs,
-                    kwnames,
-                )?,
-            )
-        };
-        let [delay, callback] = a.required;
-        Ok(LoopCore::call_later_impl(&slf, &delay, callback, a.args, a.context)?.into_any())
-    })
+impl Schedule<1> for CallSoonThreadsafe {
+    const NAME: &'static str = "call_soon_threadsafe";
+    const REQUIRED: [&'static str; 1] = ["callback"];
+    fn call<'py>(
+        slf: &Bound<'py, LoopCore>,
+        [callback]: [Bound<'py, PyAny>; 1],
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(LoopCore::call_soon_threadsafe_impl(slf, callback, args, context)?.into_any())
+    }
 }
 
-unsafe extern "C" fn call_at(
+impl Schedule<2> for CallLater {
+    const NAME: &'static str = "call_later";
+    const REQUIRED: [&'static str; 2] = ["delay", "callback"];
+    fn call<'py>(
+        slf: &Bound<'py, LoopCore>,
+        [delay, callback]: [Bound<'py, PyAny>; 2],
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(LoopCore::call_later_impl(slf, &delay, callback, args, context)?.into_any())
+    }
+}
+
+impl Schedule<2> for CallAt {
+    const NAME: &'static str = "call_at";
+    const REQUIRED: [&'static str; 2] = ["when", "callback"];
+    fn call<'py>(
+        slf: &Bound<'py, LoopCore>,
+        [when, callback]: [Bound<'py, PyAny>; 2],
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(LoopCore::call_at_impl(slf, &when, callback, args, context)?.into_any())
+    }
+}
+
+/// The `METH_FASTCALL | METH_KEYWORDS` entry point of scheduling method `M`.
+unsafe extern "C" fn fastcall<const N: usize, M: Schedule<N>>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -189,11 +190,10 @@ unsafe extern "C" fn call_at(
         let (slf, a) = unsafe {
             (
                 loop_ref(py, slf)?,
-                parse(py, "call_at", ["when", "callback"], args, nargs, kwnames)?,
+                parse(py, M::NAME, M::REQUIRED, args, nargs, kwnames)?,
             )
         };
-        let [when, callback] = a.required;
-        Ok(LoopCore::call_at_impl(&slf, &when, callback, a.args, a.context)?.into_any())
+        M::call(&slf, a.required, a.args, a.context)
     })
 }
 
@@ -223,22 +223,22 @@ static METHODS: [MethodDef; 4] = [
     method(
         c"call_soon",
         c"call_soon(callback, *args, context=None)\n--\n\nSchedule callback(*args) for the next iteration; callbacks run in FIFO order.",
-        call_soon,
+        fastcall::<1, CallSoon>,
     ),
     method(
         c"call_soon_threadsafe",
         c"call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon, from any thread; wakes the loop if it is waiting.",
-        call_soon_threadsafe,
+        fastcall::<1, CallSoonThreadsafe>,
     ),
     method(
         c"call_later",
         c"call_later(delay, callback, *args, context=None)\n--\n\nSchedule callback(*args) to run delay seconds from now.",
-        call_later,
+        fastcall::<2, CallLater>,
     ),
     method(
         c"call_at",
         c"call_at(when, callback, *args, context=None)\n--\n\nSchedule callback(*args) to run at loop time when.",
-        call_at,
+        fastcall::<2, CallAt>,
     ),
 ];
 

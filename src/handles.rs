@@ -91,6 +91,32 @@ impl Drop for SlotContext {
     }
 }
 
+fn is_coroutine(obj: &Bound<'_, PyAny>) -> bool {
+    static ISCOROUTINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    ISCOROUTINE
+        .import(obj.py(), "asyncio", "iscoroutine")
+        .and_then(|f| f.call1((obj,)))
+        .and_then(|r| r.is_truthy())
+        .unwrap_or(false)
+}
+/// The always-on part of asyncio's `_check_callback`: a coroutine or a non-callable is a
+/// `TypeError` at the call, not an error much later in the exception handler.
+#[inline]
+pub fn check_callable(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+    if callback.is_callable() {
+        return Ok(());
+    }
+    if is_coroutine(callback) {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "coroutines cannot be used with {method}()"
+        )));
+    }
+    let shown = callback.repr().map(|r| r.to_string()).unwrap_or_default();
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "a callable object was expected by {method}(), got {shown}"
+    )))
+}
+
 /// What `Handle` and `TimerHandle` share: the callback, its context and the cancelled flag.
 pub struct CallbackSlot {
     callback: GilCell<Option<Callback>>,
@@ -346,50 +372,67 @@ impl<T: HandleClass> Drop for LoopHeld<T> {
     }
 }
 
+/// Declares a handle class's Python methods: those `Handle` and `TimerHandle` share (the
+/// slot's), then the class's own. A macro because pyo3 takes one `#[pymethods]` block per
+/// class, and asyncio's `TimerHandle` has every method of `Handle`.
+macro_rules! handle_methods {
+    ($class:ident { $($own:tt)* }) => {
+        #[pymethods]
+        impl $class {
+            fn cancelled(&self) -> bool {
+                self.slot.is_cancelled()
+            }
+
+            /// The contextvars context the callback runs in.
+            fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+                self.slot.context.context.clone_ref(py)
+            }
+
+            #[getter]
+            fn _callback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+                Ok(self.slot.callback_parts(py)?.map(|(f, _)| f))
+            }
+
+            #[getter]
+            fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+                Ok(self.slot.callback_parts(py)?.map(|(_, a)| a))
+            }
+
+            #[getter]
+            fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.slot.source_traceback(py)
+            }
+
+            /// Runs the callback now, in its context (what the loop does when its turn comes).
+            fn _run(&self, py: Python<'_>) -> PyResult<()> {
+                self.slot.run_again(py)
+            }
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                self.slot.traverse(&visit)
+            }
+
+            $($own)*
+        }
+
+        impl HandleClass for $class {
+            fn slot(&self) -> &CallbackSlot {
+                &self.slot
+            }
+        }
+    };
+}
+
 /// A callback scheduled by `call_soon`, `call_soon_threadsafe` or `add_reader`/`add_writer`.
 #[pyclass(frozen, weakref, freelist = 256, module = "oxloop._oxloop")]
 pub struct Handle {
     pub slot: CallbackSlot,
 }
 
-#[pymethods]
-impl Handle {
+handle_methods!(Handle {
     /// Cancels the callback: it will not run, and its references are released now.
     fn cancel(&self, py: Python<'_>) -> PyResult<()> {
         self.slot.cancel(py).map(drop)
-    }
-
-    fn cancelled(&self) -> bool {
-        self.slot.is_cancelled()
-    }
-
-    /// The contextvars context the callback runs in.
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.slot.context.context.clone_ref(py)
-    }
-
-    #[getter]
-    fn _callback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.slot.callback_parts(py)?.map(|(f, _)| f))
-    }
-
-    #[getter]
-    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
-        Ok(self.slot.callback_parts(py)?.map(|(_, a)| a))
-    }
-
-    #[getter]
-    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.slot.source_traceback(py)
-    }
-
-    /// Runs the callback now, in its context (what the loop does when its turn comes).
-    fn _run(&self, py: Python<'_>) -> PyResult<()> {
-        self.slot.run_again(py)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.slot.traverse(&visit)
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -397,13 +440,7 @@ impl Handle {
         self.slot.repr_info(py, &mut parts)?;
         Ok(format!("<{}>", parts.join(" ")))
     }
-}
-
-impl HandleClass for Handle {
-    fn slot(&self) -> &CallbackSlot {
-        &self.slot
-    }
-}
+});
 
 /// A callback scheduled for a point in time by `call_later` or `call_at`.
 #[pyclass(frozen, weakref, freelist = 256, module = "oxloop._oxloop")]
@@ -431,8 +468,7 @@ impl TimerHandle {
     }
 }
 
-#[pymethods]
-impl TimerHandle {
+handle_methods!(TimerHandle {
     /// Cancels the timer: it will not run, and its references are released now.
     fn cancel(&self, py: Python<'_>) -> PyResult<()> {
         if self.slot.cancel(py)? && self.scheduled.load(Ordering::Relaxed) {
@@ -441,17 +477,9 @@ impl TimerHandle {
         Ok(())
     }
 
-    fn cancelled(&self) -> bool {
-        self.slot.is_cancelled()
-    }
-
     /// The loop time at which the callback is scheduled to run.
     fn when(&self) -> f64 {
         self.when
-    }
-
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.slot.context.context.clone_ref(py)
     }
 
     #[getter]
@@ -464,41 +492,12 @@ impl TimerHandle {
         self.scheduled.load(Ordering::Relaxed)
     }
 
-    #[getter]
-    fn _callback(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        Ok(self.slot.callback_parts(py)?.map(|(f, _)| f))
-    }
-
-    #[getter]
-    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
-        Ok(self.slot.callback_parts(py)?.map(|(_, a)| a))
-    }
-
-    #[getter]
-    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.slot.source_traceback(py)
-    }
-
-    fn _run(&self, py: Python<'_>) -> PyResult<()> {
-        self.slot.run_again(py)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.slot.traverse(&visit)
-    }
-
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let mut parts = vec!["TimerHandle".to_owned(), format!("when={}", self.when)];
         self.slot.repr_info(py, &mut parts)?;
         Ok(format!("<{}>", parts.join(" ")))
     }
-}
-
-impl HandleClass for TimerHandle {
-    fn slot(&self) -> &CallbackSlot {
-        &self.slot
-    }
-}
+});
 
 impl Timer for LoopHeld<TimerHandle> {
     fn is_cancelled(&self) -> bool {

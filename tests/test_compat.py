@@ -221,3 +221,19 @@ def test_policy_names_match_the_version():
     # 3.14 warns on the public name; its private twin is the same class.
     base = getattr(asyncio.events, "_AbstractEventLoopPolicy", None)
     assert isinstance(oxloop.EventLoopPolicy(), base or asyncio.AbstractEventLoopPolicy)
+
+
+def test_policies_are_set_without_deprecation_warnings_where_they_are_deprecated(monkeypatch):
+    """3.14 and 3.15 warn on asyncio.set_event_loop_policy; oxloop's own commands (python -m
+    oxloop) set theirs quietly there. Stood in for here by a setter that warns as 3.14's does."""
+    calls = []
+
+    def warning_setter(policy):
+        warnings.warn("'asyncio.set_event_loop_policy' is deprecated", DeprecationWarning, 2)
+        calls.append(policy)
+
+    monkeypatch.setattr(asyncio, "set_event_loop_policy", warning_setter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _compat._set_policy_quietly("policy")
+    assert calls == ["policy"]

@@ -367,3 +367,75 @@ def test_watched_fd_life_leaks_no_fds(loop_factory):
     finally:
         lp.close()
     assert open_fd_count() == before
+
+
+class _FilenoRaises:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def fileno(self):
+        raise self.exc
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+def test_fd_number_never_opened_raises_ebadf_without_sizing_anything(loop, method):
+    # Used to abort the whole process: the fd table grew to the number given before the kernel
+    # was asked ("memory allocation of 103079215104 bytes failed").
+    with pytest.raises(OSError) as caught:
+        getattr(loop, method)(2**31 - 1, lambda: None)
+    assert caught.value.errno == errno.EBADF
+    assert loop.remove_reader(2**31 - 1) is False
+    assert loop.remove_writer(2**31 - 1) is False
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+@pytest.mark.parametrize("fd", [2**31, 2**40, 2**70], ids=["2**31", "2**40", "2**70"])
+def test_fd_number_beyond_a_c_int_raises_overflow_error(loop, method, fd):
+    with pytest.raises(OverflowError):
+        getattr(loop, method)(fd, lambda: None)
+
+
+@pytest.mark.parametrize("method", ["remove_reader", "remove_writer"])
+def test_removing_an_fd_number_beyond_a_c_int_finds_nothing(loop, method):
+    assert getattr(loop, method)(2**40) is False
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer", "remove_reader", "remove_writer"])
+@pytest.mark.parametrize("fd", [-1, -(2**40), -(2**70)], ids=["-1", "-2**40", "-2**70"])
+def test_negative_fd_raises_value_error(loop, method, fd):
+    args = (fd, lambda: None) if method.startswith("add") else (fd,)
+    with pytest.raises(ValueError, match="Invalid file descriptor"):
+        getattr(loop, method)(*args)
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+@pytest.mark.parametrize(
+    "raised, expected",
+    [
+        (OSError(errno.EBADF, "closed"), OSError),
+        (ValueError("closed"), ValueError),
+        (AttributeError("no fd"), ValueError),
+        (TypeError("no fd"), ValueError),
+        (RuntimeError("boom"), RuntimeError),
+    ],
+    ids=["OSError", "ValueError", "AttributeError", "TypeError", "RuntimeError"],
+)
+def test_fileno_that_raises(loop, method, raised, expected):
+    # asyncio turns AttributeError, TypeError and ValueError from fileno() into "Invalid file
+    # object" (a ValueError) and lets anything else through.
+    with pytest.raises(expected) as caught:
+        getattr(loop, method)(_FilenoRaises(raised), lambda: None)
+    if expected is ValueError:
+        assert "Invalid file object" in str(caught.value)
+    else:
+        assert caught.value is raised
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+def test_fileno_beyond_a_c_int_raises_overflow_error(loop, method):
+    class Huge:
+        def fileno(self):
+            return 2**40
+
+    with pytest.raises(OverflowError):
+        getattr(loop, method)(Huge(), lambda: None)

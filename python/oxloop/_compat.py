@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import warnings
 from asyncio import (
     base_events,
     base_subprocess,
@@ -176,16 +177,34 @@ else:
 
 # -- the event loop policy system: deprecated in 3.14, removed in 3.16 -----------------------
 #
-# Through 3.13 the public names; 3.14 and 3.15 warn on the public names and keep private ones
-# that do not; 3.16 has none (POLICY_CLASS is then None).
+# Through 3.13 the public names; 3.14 and 3.15 warn on the public names (the policy class is
+# `unix_events._DefaultEventLoopPolicy` there, and the setter is taken from its private twin
+# or called with the warning silenced); 3.16 has none (POLICY_CLASS is then None).
 
 POLICIES_DEPRECATED = PY >= (3, 14)
-if POLICIES_DEPRECATED:
-    POLICY_CLASS = getattr(unix_events, "_DefaultEventLoopPolicy", None)
-    set_event_loop_policy = getattr(events, "_set_event_loop_policy", None)
-else:
+
+
+def _without_deprecation_warnings(get: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return get()
+
+
+def _set_policy_quietly(policy: Any) -> None:
+    _without_deprecation_warnings(lambda: asyncio.set_event_loop_policy(policy))
+
+
+if not POLICIES_DEPRECATED:
     POLICY_CLASS = asyncio.DefaultEventLoopPolicy
     set_event_loop_policy = asyncio.set_event_loop_policy
+elif hasattr(asyncio, "set_event_loop_policy"):  # 3.14, 3.15: still there, deprecated
+    POLICY_CLASS = getattr(unix_events, "_DefaultEventLoopPolicy", None) or (
+        _without_deprecation_warnings(lambda: asyncio.DefaultEventLoopPolicy)
+    )
+    set_event_loop_policy = getattr(events, "_set_event_loop_policy", None) or _set_policy_quietly
+else:  # 3.16: gone
+    POLICY_CLASS = None
+    set_event_loop_policy = None
 
 
 # -- tasks ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ DEVIATION: asyncio checks for a blocking socket only in debug mode; oxloop check
 Differences in mechanism, not in behaviour:
 - `sock_recv`, `sock_recv_into` and `sock_sendall`, the per-message calls of socket-level
   servers, wait through the core (`_sock_recv_wait`, `_sock_recv_into_wait`,
-  `_sock_sendall_wait`, see `src/sock_wait.rs`): when the fd is ready the core does the
+  `_sock_sendall_wait`, see `src/sock_ops.rs`): when the fd is ready the core does the
   `recv`/`send` itself and completes a plain `create_future()` future,
   with no handle and no Python callback. As in asyncio, a wait whose future is done (cancelled)
   never reads, and the watch of a cancelled operation is withdrawn when the cancellation reaches

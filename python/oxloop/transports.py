@@ -3,7 +3,7 @@ protocols see.
 
 They are real instances of asyncio's transport classes (libraries and CPython's tests check
 `isinstance`). The work paid per read and per write happens in their Rust half,
-`_oxloop.TransportCore` (`src/transport.rs`, `src/stream.rs`, `src/udp.rs`); `write`,
+`_oxloop.TransportCore` (`src/transport/`); `write`,
 `writelines` and `sendto` are that half's methods, stored on the instance so a call reaches
 Rust without a Python frame. These classes keep what happens once per connection: extra info,
 `connection_lost`, closing the socket.

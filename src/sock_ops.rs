@@ -1,11 +1,15 @@
-//! The waits of `sock_recv`, `sock_recv_into` and `sock_sendall` that the core completes
-//! itself: when the fd is ready, the loop does the `recv` or the `send` in Rust and sets the result of the operation's
-//! future (`asyncio.Future`), with no Python callback and no handle in between.
+//! The Rust half of the loop's `sock_recv`, `sock_recv_into` and `sock_sendall`
+//! (`oxloop/sock_ops.py` holds the rest): the first attempt, which answers "would block" with
+//! a value instead of raising `BlockingIOError`, and the wait the core completes itself once
+//! that attempt would block: when the fd is ready, the loop does the `recv` or the `send` and
+//! sets the result of the operation's future (`asyncio.Future`), with no Python callback and no
+//! handle in between.
 //!
-//! Rust because a socket-level server pays one wait per message: the generic path costs a
-//! future subclass, a handle with its context, and three Python frames per event.
+//! Rust because a socket-level server pays this once per message: the exception costs several
+//! times the system call, and the generic wait a future subclass, a handle with its context,
+//! and three Python frames per event.
 //!
-//! Invariants, which `LoopCore` keeps with the fd table:
+//! Invariants, which the io table (`io_table.rs`) keeps:
 //! - a wait is one fd table target: it runs only while it is still the target registered for
 //!   its fd and side (`Arc` identity), and is unregistered before its future is completed, so
 //!   an operation that replaced it on the same fd number is never touched;
@@ -22,10 +26,36 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use rustix::io::Errno;
 
+use pyo3::exceptions::PyValueError;
+use pyo3::types::PyBytes;
+
 use crate::buffer::BufferView;
 use crate::errors::os_error;
-use crate::event_loop::Side;
-use crate::sock::{borrow_fd, recv_bytes, recv_retrying, send_retrying};
+use crate::socket_io::{borrow_fd, recv, recv_bytes, send};
+
+/// `sock.recv(n)` on a non-blocking socket's fd: the bytes, or None if nothing is there yet.
+#[pyfunction]
+pub fn recv_nowait(py: Python<'_>, fd: RawFd, n: isize) -> PyResult<Option<Py<PyBytes>>> {
+    let fd = borrow_fd(fd)?;
+    let n = usize::try_from(n).map_err(|_| PyValueError::new_err("negative buffersize in recv"))?;
+    recv_bytes(py, fd, n)
+}
+
+/// `sock.recv_into(buf)` on a non-blocking socket's fd: the byte count, or None.
+#[pyfunction]
+pub fn recv_into_nowait(fd: RawFd, buffer: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    let fd = borrow_fd(fd)?;
+    let mut view = BufferView::writable(buffer)?;
+    recv(fd, view.as_mut_slice()).map_err(|err| os_error(buffer.py(), err))
+}
+
+/// `sock.send(data)` on a non-blocking socket's fd: bytes sent, 0 if the socket is full.
+#[pyfunction]
+pub fn send_nowait(fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let fd = borrow_fd(fd)?;
+    let view = BufferView::readable(data)?;
+    send(fd, view.as_slice()).map_err(|err| os_error(data.py(), err))
+}
 
 enum SockOp {
     /// `sock_recv(sock, n)`: one `recv` of up to `n` bytes.
@@ -80,14 +110,6 @@ impl SockWait {
         self.fd
     }
 
-    /// The readiness the operation waits for.
-    pub fn side(&self) -> Side {
-        match self.op {
-            SockOp::Recv { .. } | SockOp::RecvInto { .. } => Side::Read,
-            SockOp::SendAll { .. } => Side::Write,
-        }
-    }
-
     pub fn future(&self) -> &Py<PyAny> {
         &self.future
     }
@@ -125,7 +147,7 @@ impl SockWait {
             SockOp::Recv { n } => Ok(recv_bytes(py, fd, *n)?.map(Py::into_any)),
             SockOp::RecvInto { buffer } => {
                 let mut view = BufferView::writable(buffer.bind(py))?;
-                match recv_retrying(fd, view.as_mut_slice()).map_err(|err| os_error(py, err))? {
+                match recv(fd, view.as_mut_slice()).map_err(|err| os_error(py, err))? {
                     Some(n) => Ok(Some(n.into_pyobject(py)?.into_any().unbind())),
                     None => Ok(None),
                 }
@@ -136,7 +158,7 @@ impl SockWait {
                     .as_slice()
                     .get(sent.load(Ordering::Relaxed)..)
                     .unwrap_or(&[]);
-                let now = send_retrying(fd, rest).map_err(|err| os_error(py, err))?;
+                let now = send(fd, rest).map_err(|err| os_error(py, err))?;
                 if now < rest.len() {
                     sent.fetch_add(now, Ordering::Relaxed);
                     return Ok(None);

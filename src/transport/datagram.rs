@@ -1,4 +1,4 @@
-//! The datagram half of socket transports (UDP and Unix datagram sockets), with the semantics
+//! The datagram kind of socket transports (UDP and Unix datagram sockets), with the semantics
 //! of asyncio's `_SelectorDatagramTransport`: one `recvfrom` per readiness event to
 //! `datagram_received(data, addr)`; `sendto` sends at once when nothing is queued, else queues
 //! the datagram until the socket turns writable; socket errors go to `error_received`.
@@ -13,8 +13,42 @@ use pyo3::exceptions::{
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use std::collections::VecDeque;
 
-use crate::transport::{CONNLOST_WRITES_BEFORE_WARNING, READ_SIZE, TransportCore, asyncio_logger};
+use super::{CONNLOST_WRITES_BEFORE_WARNING, Kind, State, TransportCore, asyncio_logger};
+use crate::socket_io::READ_SIZE;
+
+/// A queued datagram and its destination (None: the socket's peer).
+pub(crate) type QueuedDatagram = (Py<PyBytes>, Option<Py<PyAny>>);
+
+/// What a datagram transport keeps besides the common state.
+pub(crate) struct Datagram {
+    /// The Python socket: datagrams go through its `recvfrom`/`sendto`, which own the
+    /// conversion between socket addresses and Python tuples. None once detached.
+    pub sock: Option<Py<PyAny>>,
+    /// The address given to `create_datagram_endpoint(remote_addr=...)`, if any.
+    pub address: Option<Py<PyAny>>,
+    /// True if the socket is connected (has a peer): datagrams go out with `send`.
+    pub connected: bool,
+    /// Datagrams waiting for the socket to turn writable, with their destinations.
+    pub queue: VecDeque<QueuedDatagram>,
+}
+
+impl State {
+    fn datagram(&self) -> Option<&Datagram> {
+        match &self.kind {
+            Kind::Datagram(datagram) => Some(datagram),
+            Kind::Stream(_) => None,
+        }
+    }
+
+    fn datagram_mut(&mut self) -> Option<&mut Datagram> {
+        match &mut self.kind {
+            Kind::Datagram(datagram) => Some(datagram),
+            Kind::Stream(_) => None,
+        }
+    }
+}
 
 fn would_block(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
@@ -35,7 +69,10 @@ impl TransportCore {
     pub(crate) fn datagram_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let sock = this.with(py, |s| s.datagram.as_ref().map(|d| d.sock.clone_ref(py)))?;
+        let sock = this.with(py, |s| {
+            s.datagram()
+                .and_then(|d| d.sock.as_ref().map(|sock| sock.clone_ref(py)))
+        })?;
         let Some(sock) = sock else {
             return Ok(());
         };
@@ -62,10 +99,12 @@ impl TransportCore {
         let this = slf.get();
         loop {
             let next = this.with(py, |s| {
-                let datagram = s.datagram.as_mut()?;
+                let datagram = s.datagram_mut()?;
+                let sock = datagram.sock.as_ref()?.clone_ref(py);
                 let (data, addr) = datagram.queue.pop_front()?;
+                let connected = datagram.connected;
                 s.buffered -= data.as_bytes(py).len();
-                Some((datagram.sock.clone_ref(py), datagram.connected, data, addr))
+                Some((sock, connected, data, addr))
             })?;
             let Some((sock, connected, data, addr)) = next else {
                 break;
@@ -76,7 +115,7 @@ impl TransportCore {
                     // Put it back in front and try again on the next writable event.
                     this.with(py, |s| {
                         s.buffered += data.as_bytes(py).len();
-                        if let Some(datagram) = s.datagram.as_mut() {
+                        if let Some(datagram) = s.datagram_mut() {
                             datagram.queue.push_front((data, addr));
                         }
                     })?;
@@ -120,8 +159,7 @@ impl TransportCore {
             return Ok(());
         }
         let fixed = this.with(py, |s| {
-            s.datagram
-                .as_ref()
+            s.datagram()
                 .and_then(|d| d.address.as_ref().map(|a| a.clone_ref(py)))
         })?;
         let addr = match (fixed, addr) {
@@ -141,8 +179,11 @@ impl TransportCore {
         };
         let plan = this.with(py, |s| {
             let has_pending = s.has_pending();
-            let datagram = s.datagram.as_ref()?;
-            if s.conn_lost != 0 && datagram.address.is_some() {
+            let conn_lost = s.conn_lost;
+            let datagram = s.datagram()?;
+            let sock = datagram.sock.as_ref()?.clone_ref(py);
+            let (fixed_peer, connected) = (datagram.address.is_some(), datagram.connected);
+            if conn_lost != 0 && fixed_peer {
                 s.conn_lost += 1;
                 return Some(SendPlan::Dropped {
                     warn: s.conn_lost > CONNLOST_WRITES_BEFORE_WARNING,
@@ -151,10 +192,7 @@ impl TransportCore {
             Some(if has_pending {
                 SendPlan::Queue
             } else {
-                SendPlan::Now {
-                    sock: datagram.sock.clone_ref(py),
-                    connected: datagram.connected,
-                }
+                SendPlan::Now { sock, connected }
             })
         })?;
         match plan {
@@ -190,7 +228,7 @@ impl TransportCore {
         }
         let len = data.as_bytes().len();
         this.with(py, |s| {
-            if let Some(datagram) = s.datagram.as_mut() {
+            if let Some(datagram) = s.datagram_mut() {
                 datagram.queue.push_back((data.unbind(), addr));
                 s.buffered += len;
             }

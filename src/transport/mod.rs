@@ -1,9 +1,11 @@
 //! Socket transports: the state a TCP, Unix or UDP socket transport keeps between reads and
-//! writes, and everything about it that does not depend on the kind of socket: write flow
-//! control, pausing reads, closing, aborting, and the link to the loop's poller.
+//! writes, and everything about it that does not depend on the kind of socket: the state
+//! machine (attached, closing, connection lost, detached), write flow control, pausing reads,
+//! closing, aborting, and the fd's entry in the loop's io table.
 //!
 //! Rust because it is consulted on every read and write. The reading and writing themselves
-//! are in `stream.rs` (stream sockets) and `udp.rs` (datagram sockets). The Python classes in
+//! are in `stream.rs` (stream sockets) and `datagram.rs` (datagram sockets); which one a
+//! transport is never changes (`Kind`). A TLS transport would be a third kind. The Python classes in
 //! `oxloop/transports.py` (real `asyncio.Transport`/`asyncio.DatagramTransport` instances) each
 //! own one `TransportCore` and keep the once-per-connection parts: construction, extra info,
 //! `connection_lost`, closing the socket.
@@ -17,60 +19,58 @@
 //! The socket's fd stays open for as long as this object is attached to the loop: the Python
 //! side closes the socket only after `_detach()`, so the loop never watches a closed fd number.
 
+mod datagram;
+mod flow_control;
+mod stream;
+
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyString};
 use pyo3::{PyTraverseError, PyVisit, intern};
-use rustix::net::Shutdown;
 
 use crate::buffer::BufferView;
-use crate::errors::os_error;
-use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handles::{call_in_context, copy_current_context};
-use crate::poller::Interest;
-use crate::stream::{Chunk, WriteData};
+use crate::io_table::Interest;
+use crate::io_table::IoTable;
+use crate::socket_io;
+use datagram::{Datagram, QueuedDatagram};
+use flow_control::{DEFAULT_HIGH_WATER, write_buffer_limits};
+use stream::{Chunk, WriteData};
 
-/// asyncio's `_SelectorTransport.max_size`: the most one read returns.
-pub const READ_SIZE: usize = 256 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
-pub(crate) const CONNLOST_WRITES_BEFORE_WARNING: u32 = 5;
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+const CONNLOST_WRITES_BEFORE_WARNING: u32 = 5;
 
-/// A queued datagram and its destination (None: the socket's peer).
-pub(crate) type QueuedDatagram = (Py<PyBytes>, Option<Py<PyAny>>);
+/// The loop's io table as transports share it.
+pub type TransportIo = Arc<IoTable<TransportCore>>;
 
-/// What a datagram transport keeps besides the common state.
-pub(crate) struct Datagram {
-    /// The Python socket: datagrams go through its `recvfrom`/`sendto`, which own the
-    /// conversion between socket addresses and Python tuples.
-    pub sock: Py<PyAny>,
-    /// The address given to `create_datagram_endpoint(remote_addr=...)`, if any.
-    pub address: Option<Py<PyAny>>,
-    /// True if the socket is connected (has a peer): datagrams go out with `send`.
-    pub connected: bool,
-    /// Datagrams waiting for the socket to turn writable, with their destinations.
-    pub queue: VecDeque<QueuedDatagram>,
+/// What the kind of socket adds to the common state.
+pub(crate) enum Kind {
+    /// A stream socket: the data waiting to be written.
+    Stream(VecDeque<Chunk>),
+    /// A datagram socket. Boxed: most transports are streams, and the pointer keeps every
+    /// stream transport a pymalloc size class smaller (memory per idle connection).
+    Datagram(Box<Datagram>),
 }
 
 pub(crate) struct State {
-    /// The loop, the protocol, the Python transport and the context: None once detached.
-    pub event_loop: Option<Py<LoopCore>>,
+    /// The loop (for the Python-level calls: `call_soon`, the exception handler,
+    /// `create_future`), its io table, the protocol, the Python transport and the context:
+    /// None once detached.
+    pub event_loop: Option<Py<PyAny>>,
+    io: Option<TransportIo>,
     pub protocol: Option<Py<PyAny>>,
     pub transport: Option<Py<PyAny>>,
     pub context: Option<Py<PyAny>>,
     /// True while a read or write event runs inside `context` (already entered).
     dispatching: bool,
     pub buffered_protocol: bool,
-    /// Stream data waiting to be written.
-    pub chunks: VecDeque<Chunk>,
-    /// None for stream transports. Boxed: most transports are streams, and the pointer keeps
-    /// every stream transport a pymalloc size class smaller (memory per idle connection).
-    pub datagram: Option<Box<Datagram>>,
+    pub kind: Kind,
     /// Bytes waiting to be written, for flow control.
     pub buffered: usize,
     high_water: usize,
@@ -91,19 +91,20 @@ pub(crate) struct State {
 impl State {
     fn new(
         py: Python<'_>,
-        event_loop: &Bound<'_, LoopCore>,
+        event_loop: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
         transport: &Bound<'_, PyAny>,
+        kind: Kind,
     ) -> PyResult<Self> {
         Ok(Self {
             event_loop: Some(event_loop.clone().unbind()),
+            io: None,
             protocol: Some(protocol.clone().unbind()),
             transport: Some(transport.clone().unbind()),
             context: Some(copy_current_context(py)?),
             dispatching: false,
             buffered_protocol: is_buffered_protocol(protocol)?,
-            chunks: VecDeque::new(),
-            datagram: None,
+            kind,
             buffered: 0,
             high_water: DEFAULT_HIGH_WATER,
             low_water: DEFAULT_HIGH_WATER / 4,
@@ -123,14 +124,30 @@ impl State {
 
     /// True if data waits to be written.
     pub fn has_pending(&self) -> bool {
-        !self.chunks.is_empty() || self.datagram.as_ref().is_some_and(|d| !d.queue.is_empty())
+        match &self.kind {
+            Kind::Stream(chunks) => !chunks.is_empty(),
+            Kind::Datagram(datagram) => !datagram.queue.is_empty(),
+        }
     }
 
     /// Drops everything waiting to be written (moved out, to be released after the borrow).
-    pub fn take_pending(&mut self) -> (VecDeque<Chunk>, Option<VecDeque<QueuedDatagram>>) {
+    pub fn take_pending(&mut self) -> (VecDeque<Chunk>, VecDeque<QueuedDatagram>) {
         self.buffered = 0;
-        let datagrams = self.datagram.as_mut().map(|d| std::mem::take(&mut d.queue));
-        (std::mem::take(&mut self.chunks), datagrams)
+        match &mut self.kind {
+            Kind::Stream(chunks) => (std::mem::take(chunks), VecDeque::new()),
+            Kind::Datagram(datagram) => (VecDeque::new(), std::mem::take(&mut datagram.queue)),
+        }
+    }
+}
+
+impl Kind {
+    /// The Python objects the kind holds besides queued data (the socket and the remote
+    /// address of a datagram transport), moved out once detached.
+    fn take_references(&mut self) -> [Option<Py<PyAny>>; 2] {
+        match self {
+            Kind::Stream(_) => [None, None],
+            Kind::Datagram(datagram) => [datagram.sock.take(), datagram.address.take()],
+        }
     }
 }
 
@@ -169,24 +186,22 @@ impl TransportCore {
         self.state.with(py, f)
     }
 
-    /// Registers the interest the state asks for with the loop's poller.
+    /// Registers the interest the state asks for with the loop's io table.
     pub(crate) fn sync_interest(
         &self,
         py: Python<'_>,
         slf: &Py<Self>,
         wanted: Interest,
     ) -> PyResult<()> {
-        let event_loop = self.with(py, |s| {
+        let io = self.with(py, |s| {
             if s.interest == wanted {
                 return None;
             }
             s.interest = wanted;
-            s.event_loop.as_ref().map(|l| l.clone_ref(py))
+            s.io.clone()
         })?;
-        match event_loop {
-            Some(event_loop) => event_loop
-                .get()
-                .set_transport_interest(py, self.fd, slf, wanted),
+        match io {
+            Some(io) => io.set_owner_interest(py, self.fd, slf, wanted),
             None => Ok(()),
         }
     }
@@ -269,71 +284,6 @@ impl TransportCore {
         result
     }
 
-    /// asyncio's `_maybe_pause_protocol`.
-    pub(crate) fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let pause = self.with(py, |s| {
-            let pause = s.buffered > s.high_water && !s.protocol_paused;
-            if pause {
-                s.protocol_paused = true;
-            }
-            pause
-        })?;
-        if pause {
-            let result = self.call_protocol(py, intern!(py, "pause_writing"), ());
-            self.report_flow_control_error(py, result, "protocol.pause_writing() failed")?;
-        }
-        Ok(())
-    }
-
-    /// asyncio's `_maybe_resume_protocol`.
-    pub(crate) fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let resume = self.with(py, |s| {
-            let resume = s.protocol_paused && s.buffered <= s.low_water;
-            if resume {
-                s.protocol_paused = false;
-            }
-            resume
-        })?;
-        if resume {
-            let result = self.call_protocol(py, intern!(py, "resume_writing"), ());
-            self.report_flow_control_error(py, result, "protocol.resume_writing() failed")?;
-        }
-        Ok(())
-    }
-
-    fn report_flow_control_error(
-        &self,
-        py: Python<'_>,
-        result: PyResult<Bound<'_, PyAny>>,
-        message: &str,
-    ) -> PyResult<()> {
-        let Err(err) = result else {
-            return Ok(());
-        };
-        if is_fatal_interrupt(py, &err) {
-            return Err(err);
-        }
-        let (event_loop, transport, protocol) = self.with(py, |s| {
-            (
-                s.event_loop.as_ref().map(|l| l.clone_ref(py)),
-                s.transport.as_ref().map(|t| t.clone_ref(py)),
-                s.protocol.as_ref().map(|p| p.clone_ref(py)),
-            )
-        })?;
-        let Some(event_loop) = event_loop else {
-            return Ok(());
-        };
-        let context = PyDict::new(py);
-        context.set_item("message", message)?;
-        context.set_item("exception", err.into_value(py))?;
-        context.set_item("transport", transport)?;
-        context.set_item("protocol", protocol)?;
-        event_loop
-            .bind(py)
-            .call_method1(intern!(py, "call_exception_handler"), (context,))
-            .map(drop)
-    }
-
     /// Schedules the Python transport's `_call_connection_lost(exc)` for the next iteration.
     pub(crate) fn schedule_connection_lost(&self, py: Python<'_>, exc: Py<PyAny>) -> PyResult<()> {
         let (event_loop, transport) = self.with(py, |s| {
@@ -367,7 +317,7 @@ impl TransportCore {
         let (active, datagram) = this.with(py, |s| {
             (
                 s.interest.read && s.conn_lost == 0 && s.event_loop.is_some(),
-                s.datagram.is_some(),
+                matches!(s.kind, Kind::Datagram(_)),
             )
         })?;
         if !active {
@@ -388,7 +338,7 @@ impl TransportCore {
         let (active, datagram) = this.with(py, |s| {
             (
                 s.interest.write && s.conn_lost == 0 && s.has_pending(),
-                s.datagram.is_some(),
+                matches!(s.kind, Kind::Datagram(_)),
             )
         })?;
         if !active {
@@ -431,7 +381,7 @@ impl TransportCore {
                     .call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
             }
         } else if eof {
-            rustix::net::shutdown(this.fd(), Shutdown::Write).map_err(|e| os_error(py, e))?;
+            socket_io::shutdown_write(py, this.fd())?;
         }
         Ok(())
     }
@@ -448,7 +398,9 @@ fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 }
 
 impl TransportCore {
-    fn attach(event_loop: &Bound<'_, LoopCore>, fd: RawFd, state: State) -> PyResult<Py<Self>> {
+    /// Makes the core and has the loop attach it to its io table (`LoopCore._attach_transport`,
+    /// which calls `attach`): the loop is the one that knows its table.
+    fn new_attached(event_loop: &Bound<'_, PyAny>, fd: RawFd, state: State) -> PyResult<Py<Self>> {
         let py = event_loop.py();
         let this = Py::new(
             py,
@@ -457,24 +409,19 @@ impl TransportCore {
                 state: GilCell::new(state),
             },
         )?;
-        event_loop.get().attach_transport(py, fd, &this)?;
+        event_loop.call_method1(intern!(py, "_attach_transport"), (&this,))?;
         Ok(this)
     }
-}
 
-fn write_buffer_limits(high: Option<isize>, low: Option<isize>) -> PyResult<(usize, usize)> {
-    let high = match (high, low) {
-        (Some(high), _) => high,
-        (None, None) => DEFAULT_HIGH_WATER as isize,
-        (None, Some(low)) => low.saturating_mul(4),
-    };
-    let low = low.unwrap_or(high / 4);
-    if !(high >= low && low >= 0) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "high ({high}) must be >= low ({low}) must be >= 0"
-        )));
+    /// Claims the fd in `io` for this transport.
+    pub(crate) fn attach(slf: &Bound<'_, Self>, io: &TransportIo) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        io.attach_owner(py, this.fd, &slf.clone().unbind())?;
+        let previous = this.with(py, |s| s.io.replace(Arc::clone(io)))?;
+        drop(previous);
+        Ok(())
     }
-    Ok((high as usize, low as usize))
 }
 
 #[pymethods]
@@ -483,22 +430,23 @@ impl TransportCore {
     /// the loop. Reading starts with `_start_reading()`, after `connection_made`.
     #[staticmethod]
     fn create(
-        event_loop: &Bound<'_, LoopCore>,
+        event_loop: &Bound<'_, PyAny>,
         sock: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
         transport: &Bound<'_, PyAny>,
     ) -> PyResult<Py<Self>> {
         let py = sock.py();
         let fd = socket_fd(sock)?;
-        let state = State::new(py, event_loop, protocol, transport)?;
-        Self::attach(event_loop, fd, state)
+        let kind = Kind::Stream(VecDeque::new());
+        let state = State::new(py, event_loop, protocol, transport, kind)?;
+        Self::new_attached(event_loop, fd, state)
     }
 
     /// Makes the transport for a datagram socket; `address` is the fixed destination given
     /// as `remote_addr`, `connected` says whether the socket has a peer.
     #[staticmethod]
     fn create_datagram(
-        event_loop: &Bound<'_, LoopCore>,
+        event_loop: &Bound<'_, PyAny>,
         sock: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
         transport: &Bound<'_, PyAny>,
@@ -507,14 +455,14 @@ impl TransportCore {
     ) -> PyResult<Py<Self>> {
         let py = sock.py();
         let fd = socket_fd(sock)?;
-        let mut state = State::new(py, event_loop, protocol, transport)?;
-        state.datagram = Some(Box::new(Datagram {
-            sock: sock.clone().unbind(),
+        let kind = Kind::Datagram(Box::new(Datagram {
+            sock: Some(sock.clone().unbind()),
             address,
             connected,
             queue: VecDeque::new(),
         }));
-        Self::attach(event_loop, fd, state)
+        let state = State::new(py, event_loop, protocol, transport, kind)?;
+        Self::new_attached(event_loop, fd, state)
     }
 
     /// Starts reading, unless `pause_reading()` or `close()` came first.
@@ -548,23 +496,7 @@ impl TransportCore {
     /// Writes each bytes-like item of `list_of_data`, as one buffer.
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        // 3.12+ asyncio checks before it looks at the data, naming writelines() in the error;
-        // 3.11 joined the data and let write() complain.
-        if py.version_info() >= (3, 12) {
-            slf.get().with(py, |s| {
-                if s.eof {
-                    Err(PyRuntimeError::new_err(
-                        "Cannot call writelines() after write_eof()",
-                    ))
-                } else if s.empty_waiter.is_some() {
-                    Err(PyRuntimeError::new_err(
-                        "unable to writelines; sendfile is in progress",
-                    ))
-                } else {
-                    Ok(())
-                }
-            })??;
-        }
+        slf.get().check_writelines(py)?;
         let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
         Self::write(slf, &joined)
     }
@@ -637,7 +569,7 @@ impl TransportCore {
             !s.has_pending()
         })?;
         if shutdown_now {
-            rustix::net::shutdown(self.fd(), Shutdown::Write).map_err(|e| os_error(py, e))?;
+            socket_io::shutdown_write(py, self.fd())?;
         }
         Ok(())
     }
@@ -768,18 +700,17 @@ impl TransportCore {
         let released = this.with(py, |s| {
             s.interest = Interest::default();
             (
+                s.io.take(),
                 s.event_loop.take(),
                 s.protocol.take(),
                 s.transport.take(),
                 s.context.take(),
                 s.take_pending(),
-                s.datagram.take(),
+                s.kind.take_references(),
             )
         })?;
-        if let Some(event_loop) = &released.0 {
-            event_loop
-                .get()
-                .detach_transport(py, this.fd, &slf.clone().unbind())?;
+        if let Some(io) = &released.0 {
+            io.detach_owner(py, this.fd, &slf.clone().unbind())?;
         }
         drop(released);
         Ok(())
@@ -807,7 +738,7 @@ impl TransportCore {
             return Ok(());
         };
         for object in [
-            state.event_loop.as_ref().map(|l| l.as_any()),
+            state.event_loop.as_ref(),
             state.protocol.as_ref(),
             state.transport.as_ref(),
             state.context.as_ref(),
@@ -818,8 +749,10 @@ impl TransportCore {
         {
             visit.call(object)?;
         }
-        if let Some(datagram) = &state.datagram {
-            visit.call(&datagram.sock)?;
+        if let Kind::Datagram(datagram) = &state.kind {
+            if let Some(sock) = &datagram.sock {
+                visit.call(sock)?;
+            }
             if let Some(address) = &datagram.address {
                 visit.call(address)?;
             }
@@ -840,9 +773,26 @@ impl TransportCore {
                 state.transport.take(),
                 state.context.take(),
                 state.empty_waiter.take(),
-                state.datagram.take(),
+                state.take_pending(),
+                state.kind.take_references(),
             )
         });
         drop(released); // after the borrow: dropping the transport may run its `__del__`
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per idle connection: a stream transport's core stays in pymalloc's 120-byte
+    /// class or below (measured against uvloop's RSS per connection; see the README).
+    #[test]
+    fn state_fits_its_size_class() {
+        assert!(
+            std::mem::size_of::<State>() <= 120,
+            "{}",
+            std::mem::size_of::<State>()
+        );
     }
 }

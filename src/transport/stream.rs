@@ -1,10 +1,10 @@
 //! The stream half of socket transports (TCP and Unix stream sockets): where bytes go from a
 //! readable socket to the protocol's `data_received`/`buffer_updated`, and from `write()` to
-//! the socket. The state they share with datagram transports lives in `transport.rs`.
+//! the socket. The state they share with datagram transports lives in `transport/mod.rs`.
 //!
 //! Rust because this runs per read and per write, with asyncio's `_SelectorSocketTransport`
 //! semantics:
-//! - Reads: one `recv` per readiness event into the loop's reusable read buffer, then one
+//! - Reads: one `recv` per readiness event into the reusable read buffer, then one
 //!   `bytes` of exactly the size read goes to `data_received`. A `BufferedProtocol` gets
 //!   `recv_into` straight into the buffer its `get_buffer` returned.
 //! - Writes: with nothing buffered, `write()` sends at once and keeps only what the kernel did
@@ -13,18 +13,16 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::os::fd::BorrowedFd;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rustix::io::Errno;
-use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags};
 
+use super::{CONNLOST_WRITES_BEFORE_WARNING, Kind, TransportCore, asyncio_logger};
 use crate::buffer::BufferView;
 use crate::errors::os_error;
-use crate::transport::{CONNLOST_WRITES_BEFORE_WARNING, TransportCore, asyncio_logger};
+use crate::socket_io::{READ_SIZE, recv, recv_bytes, send, send_vectored};
 
 /// Buffers passed to one `sendmsg`; Linux's IOV_MAX is 1024.
 const MAX_IOVECS: usize = 1024;
@@ -85,6 +83,27 @@ enum WriteOutcome {
 }
 
 impl TransportCore {
+    /// 3.12+ asyncio checks `writelines()` before it looks at the data, naming writelines() in
+    /// the error; 3.11 joined the data and let write() complain.
+    pub(crate) fn check_writelines(&self, py: Python<'_>) -> PyResult<()> {
+        if py.version_info() < (3, 12) {
+            return Ok(());
+        }
+        self.with(py, |s| {
+            if s.eof {
+                Err(PyRuntimeError::new_err(
+                    "Cannot call writelines() after write_eof()",
+                ))
+            } else if s.empty_waiter.is_some() {
+                Err(PyRuntimeError::new_err(
+                    "unable to writelines; sendfile is in progress",
+                ))
+            } else {
+                Ok(())
+            }
+        })?
+    }
+
     pub(crate) fn write_bytes(
         &self,
         py: Python<'_>,
@@ -93,6 +112,11 @@ impl TransportCore {
     ) -> PyResult<()> {
         let len = data.as_slice(py).len();
         let lost = self.with(py, |s| -> PyResult<Option<u32>> {
+            if matches!(s.kind, Kind::Datagram(_)) {
+                return Err(PyRuntimeError::new_err(
+                    "write() is for stream transports; use sendto()",
+                ));
+            }
             if s.eof {
                 return Err(PyRuntimeError::new_err(
                     "Cannot call write() after write_eof()",
@@ -120,10 +144,13 @@ impl TransportCore {
             return Ok(());
         }
         let outcome = self.with(py, |s| {
-            let register = s.chunks.is_empty();
+            let Kind::Stream(chunks) = &mut s.kind else {
+                return WriteOutcome::Done(data); // checked above: a stream transport
+            };
+            let register = chunks.is_empty();
             let mut sent = 0;
             if register {
-                match send_all_or_some(self.fd(), data.as_slice(py)) {
+                match send(self.fd(), data.as_slice(py)) {
                     Ok(n) if n == len => return WriteOutcome::Done(data),
                     Ok(n) => sent = n,
                     Err(err) => {
@@ -132,8 +159,8 @@ impl TransportCore {
                     }
                 }
             }
+            chunks.push_back(data.into_chunk(sent));
             s.buffered += len - sent;
-            s.chunks.push_back(data.into_chunk(sent));
             WriteOutcome::Buffered { register }
         })?;
         match outcome {
@@ -177,26 +204,11 @@ impl TransportCore {
 
     fn read_to_data_received(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let event_loop = self.with(py, |s| s.event_loop.as_ref().map(|l| l.clone_ref(py)))?;
-        let Some(event_loop) = event_loop else {
-            return Ok(());
-        };
-        let received =
-            event_loop
-                .get()
-                .with_read_buffer(py, |buf| match recv_retrying(self.fd(), buf) {
-                    Ok(0) => Ok(None),
-                    Ok(n) => Ok(Some(PyBytes::new(py, &buf[..n]))),
-                    Err(err) => Err(err),
-                })?;
-        let data = match received {
+        let data = match recv_bytes(py, self.fd(), READ_SIZE) {
+            Ok(None) => return Ok(()),
+            Ok(Some(data)) if data.as_bytes(py).is_empty() => return self.on_eof(slf),
             Ok(Some(data)) => data,
-            Ok(None) => return self.on_eof(slf),
-            Err(Errno::AGAIN | Errno::INTR) => return Ok(()),
-            Err(err) => {
-                let err = os_error(py, err);
-                return self.fatal_error(py, err, "Fatal read error on socket transport");
-            }
+            Err(err) => return self.fatal_error(py, err, "Fatal read error on socket transport"),
         };
         if let Err(err) = self.call_protocol(py, intern!(py, "data_received"), (data,)) {
             self.fatal_error(
@@ -232,20 +244,13 @@ impl TransportCore {
             }
         };
         let received = match BufferView::writable(&buffer) {
-            Ok(mut view) => {
-                recv_retrying(self.fd(), view.as_mut_slice()).map_err(|err| os_error(py, err))
-            }
+            Ok(mut view) => recv(self.fd(), view.as_mut_slice()).map_err(|err| os_error(py, err)),
             Err(err) => Err(err),
         };
         let nbytes = match received {
-            Ok(0) => return self.on_eof(slf),
-            Ok(n) => n,
-            Err(err)
-                if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
-                    || err.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
-            {
-                return Ok(());
-            }
+            Ok(None) => return Ok(()),
+            Ok(Some(0)) => return self.on_eof(slf),
+            Ok(Some(n)) => n,
             Err(err) => return self.fatal_error(py, err, "Fatal read error on socket transport"),
         };
         if let Err(err) = self.call_protocol(py, intern!(py, "buffer_updated"), (nbytes,)) {
@@ -287,24 +292,24 @@ impl TransportCore {
         let this = slf.get();
         let unbound = slf.clone().unbind();
         let sent = this.with(py, |s| {
-            if !s.interest.write || s.conn_lost != 0 || s.chunks.is_empty() {
+            let Kind::Stream(chunks) = &mut s.kind else {
+                return None;
+            };
+            if !s.interest.write || s.conn_lost != 0 || chunks.is_empty() {
                 return None;
             }
-            let result = send_chunks(this.fd(), py, &s.chunks);
+            let result = send_chunks(this.fd(), py, chunks);
             if let Ok(n) = result {
-                consume(py, &mut s.chunks, n);
+                consume(py, chunks, n);
                 s.buffered -= n;
             }
             Some(result)
         })?;
         match sent {
-            None => Ok(()),
-            Some(Err(Errno::AGAIN | Errno::INTR)) => Ok(()),
+            // Nothing sent: the socket would block after all.
+            None | Some(Ok(0)) => Ok(()),
             Some(Err(err)) => {
-                let cleared = this.with(py, |s| {
-                    s.buffered = 0;
-                    std::mem::take(&mut s.chunks)
-                })?;
+                let cleared = this.with(py, |s| s.take_pending())?;
                 drop(cleared);
                 this.set_writing(py, &unbound, false)?;
                 let err = os_error(py, err);
@@ -323,43 +328,18 @@ impl TransportCore {
     }
 }
 
-/// `send` with MSG_NOSIGNAL, retried on EINTR; EAGAIN counts as nothing sent.
-fn send_all_or_some(fd: BorrowedFd<'_>, data: &[u8]) -> Result<usize, Errno> {
-    loop {
-        match rustix::net::send(fd, data, SendFlags::NOSIGNAL) {
-            Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) => return Ok(0),
-            other => return other,
-        }
-    }
-}
-
-fn recv_retrying(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
-    loop {
-        match rustix::net::recv(fd, &mut *buf, RecvFlags::empty()) {
-            Err(Errno::INTR) => continue,
-            other => return other.map(|(n, _)| n),
-        }
-    }
-}
-
-/// One vectored `sendmsg` of the queued chunks (at most `MAX_IOVECS` of them).
+/// One vectored send of the queued chunks (at most `MAX_IOVECS` of them).
 fn send_chunks(
-    fd: BorrowedFd<'_>,
+    fd: std::os::fd::BorrowedFd<'_>,
     py: Python<'_>,
     chunks: &VecDeque<Chunk>,
-) -> Result<usize, Errno> {
+) -> Result<usize, rustix::io::Errno> {
     let slices: Vec<IoSlice<'_>> = chunks
         .iter()
         .take(MAX_IOVECS)
         .map(|chunk| IoSlice::new(chunk.remaining(py)))
         .collect();
-    rustix::net::sendmsg(
-        fd,
-        &slices,
-        &mut SendAncillaryBuffer::default(),
-        SendFlags::NOSIGNAL,
-    )
+    send_vectored(fd, &slices)
 }
 
 /// Drops the first `n` bytes of the queue. Finished `bytes` chunks are released here: a
