@@ -91,6 +91,15 @@ class _WriteWaiter(_FdWaiter):
         self.get_loop().remove_writer(self._fd)
 
 
+def _open_fd(sock: socket.socket) -> int:
+    """`sock`'s fd; a closed socket (fd -1) fails with EBADF, as the socket method stock asyncio
+    tries first does (the fd checks that follow would say ValueError instead)."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    return fd
+
+
 def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
     conn, address = sock.accept()
     conn.setblocking(False)
@@ -157,7 +166,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        fd = sock.fileno()
+        fd = _open_fd(sock)
         self._ensure_fd_no_transport(fd)
         data = recv_nowait(fd, n)
         if data is not None:
@@ -176,7 +185,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        fd = sock.fileno()
+        fd = _open_fd(sock)
         self._ensure_fd_no_transport(fd)
         nbytes = recv_into_nowait(fd, buf)
         if nbytes is not None:
@@ -195,6 +204,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        _open_fd(sock)
         self._ensure_fd_no_transport(sock)
         try:
             return sock.recvfrom(bufsize)
@@ -211,6 +221,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        _open_fd(sock)
         self._ensure_fd_no_transport(sock)
         if not nbytes:
             nbytes = len(buf)
@@ -230,7 +241,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        fd = sock.fileno()
+        fd = _open_fd(sock)
         self._ensure_fd_no_transport(fd)
         sent = send_nowait(fd, data)
         if sent == len(data):
@@ -252,6 +263,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        _open_fd(sock)
         self._ensure_fd_no_transport(sock)
         try:
             return sock.sendto(data, address)
@@ -268,6 +280,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        _open_fd(sock)
         self._ensure_fd_no_transport(sock)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             infos = await self._ensure_resolved(
@@ -305,6 +318,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+        _open_fd(sock)
         self._ensure_fd_no_transport(sock)
         try:
             return _accept(sock)
