@@ -204,8 +204,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        _open_fd(sock)
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         try:
             return sock.recvfrom(bufsize)
         except BlockingIOError:
@@ -221,8 +221,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        _open_fd(sock)
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         if not nbytes:
             nbytes = len(buf)
         try:
@@ -263,8 +263,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        _open_fd(sock)
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         try:
             return sock.sendto(data, address)
         except BlockingIOError:
@@ -280,8 +280,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        _open_fd(sock)
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             infos = await self._ensure_resolved(
                 address, family=sock.family, type=sock.type, proto=sock.proto
@@ -318,8 +318,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        _open_fd(sock)
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         try:
             return _accept(sock)
         except BlockingIOError:
