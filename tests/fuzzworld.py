@@ -294,6 +294,10 @@ class World:
         if not self.conns:
             return
         transport, _, _ = self.conns[index % len(self.conns)]
+        if method == "writelines" and arg and transport.is_closing():
+            # Stock asyncio 3.12+ fails with TypeError here (its `_write_ready` is None once
+            # the transport is lost); oxloop ignores it, as write() after close.
+            return
         call = getattr(transport, method)
         result = []
         if arg == "big":
