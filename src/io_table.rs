@@ -33,7 +33,7 @@ use crate::poller::{EventBuffer, Poller, Readiness, Registration};
 use crate::sock_ops::SockWait;
 use crate::socket_io;
 
-/// Events read per poll; more stay queued in the kernel for the next poll.
+/// The event buffer's first size; it grows to the number of watched fds.
 const EVENTS_PER_POLL: usize = 1024;
 
 /// One half of an fd's readiness.
@@ -491,6 +491,11 @@ impl<O> IoTable<O> {
     ) -> PyResult<(usize, u64)> {
         let mut batch = self.batch.with(py, std::mem::take)?;
         batch.ready.clear();
+        // Room for every watched fd (and the waker), as asyncio's selector asks for: with a
+        // fixed-size buffer, 9,000 peers closing at once were seen 1,024 per iteration, and
+        // the last of their connections were lost only 0.3 s later.
+        let watched = self.entries.with(py, |e| e.watched)?;
+        batch.events.reserve(watched + 1);
         let PollBatch { events, ready } = &mut batch;
         let mut waited_ns = 0;
         let waited = if timeout == Some(0.0) {

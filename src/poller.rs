@@ -92,6 +92,11 @@ impl EventBuffer {
     pub fn with_capacity(events: usize) -> Self {
         Self(Vec::with_capacity(events))
     }
+
+    /// Makes room for `events` reports in one wait (the buffer only grows).
+    pub fn reserve(&mut self, events: usize) {
+        self.0.reserve(events.saturating_sub(self.0.len()));
+    }
 }
 
 pub struct Poller {

@@ -81,6 +81,15 @@ impl<T: Timer> TimerHeap<T> {
     }
 
     pub fn push(&mut self, when: f64, timer: T) {
+        // DEVIATION: a NaN deadline (`call_later(math.nan)`) is due at once. asyncio runs such
+        // a timer once it reaches the top of its heap (NaN compares false with everything),
+        // which is the next iteration when nothing earlier is pending; `total_cmp` would sort
+        // it after infinity, so it would never run.
+        let when = if when.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            when
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.heap.push(Entry { when, seq, timer });

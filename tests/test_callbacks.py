@@ -741,3 +741,15 @@ def test_custom_handler_can_delegate_to_default(loop, caplog):
     assert len(records) == 1
     assert records[0].getMessage().startswith("Exception in callback")
     assert isinstance(records[0].exc_info[1], OSError)
+
+
+@pytest.mark.oxloop_only("asyncio queues the timer; its next iteration fails comparing deadlines")
+@pytest.mark.parametrize("when", ["x", None, b"1"])
+def test_call_at_a_deadline_that_is_not_a_number_raises_type_error(loop, when):
+    with pytest.raises(TypeError):
+        loop.call_at(when, lambda: None)
+    ran = []
+    loop.call_soon(ran.append, 1)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert ran == [1]

@@ -8,6 +8,7 @@ puts the clients in a child process (stock asyncio streams), so the loop under t
 """
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -139,3 +140,40 @@ def test_server_holds_10k_connections_from_another_process_each_echo_once(loop):
     loop.run_until_complete(loop.shutdown_default_executor())
     assert fd_count() == before
     print(f"server side of {count} connections: {elapsed:.2f} s")
+
+
+def run_one_iteration(loop):
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def test_peers_closing_at_once_are_all_lost_two_iterations_later(loop):
+    """3,000 peers close at once: the first iteration sees every EOF, the next runs every
+    connection_lost, as asyncio's selector does. (oxloop read 1,024 events per poll, so 9,000
+    closing clients were seen over nine iterations and some were still open 0.2 s later.)"""
+    count = 3000
+    with at_least_nofile(2 * count + 256):
+        before = fd_count()
+        CountingEcho.open_now = CountingEcho.peak = 0
+        CountingEcho.all_closed = None
+        server = loop.run_until_complete(
+            loop.create_server(CountingEcho, "127.0.0.1", 0, backlog=4096)
+        )
+        port = server.sockets[0].getsockname()[1]
+        # Plain sockets, connected by the kernel's backlog while the loop does not run.
+        peers = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+
+        async def all_accepted():
+            while CountingEcho.open_now < count:
+                await asyncio.sleep(0.01)
+
+        run(loop, all_accepted(), timeout=60)
+        for peer in peers:
+            peer.close()
+        run_one_iteration(loop)  # every EOF: each transport closes itself
+        run_one_iteration(loop)  # every connection_lost
+        still_open = CountingEcho.open_now
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+        assert still_open == 0
+        assert fd_count() == before

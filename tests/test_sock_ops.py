@@ -797,3 +797,37 @@ def test_cancelled_sock_sendfile_sets_file_position_after_bytes_sent(loop, strea
     received = run(loop, receive_all(loop, b), TIMEOUT)
     assert 0 < len(received) < len(data)
     assert f.tell() == len(received)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda loop, sock: loop.sock_recv(sock, 10),
+        lambda loop, sock: loop.sock_recv_into(sock, bytearray(10)),
+        lambda loop, sock: loop.sock_recvfrom(sock, 10),
+        lambda loop, sock: loop.sock_recvfrom_into(sock, bytearray(10)),
+        lambda loop, sock: loop.sock_sendall(sock, b"data"),
+        lambda loop, sock: loop.sock_sendto(sock, b"data", ("127.0.0.1", 9)),
+        lambda loop, sock: loop.sock_accept(sock),
+        lambda loop, sock: loop.sock_connect(sock, ("127.0.0.1", 9)),
+    ],
+    ids=[
+        "recv",
+        "recv_into",
+        "recvfrom",
+        "recvfrom_into",
+        "sendall",
+        "sendto",
+        "accept",
+        "connect",
+    ],
+)
+def test_sock_call_on_a_closed_socket_raises_ebadf(loop, call):
+    """A closed socket fails with OSError(EBADF), as the socket call asyncio makes first does
+    (found by the fuzzer: oxloop's fd check raised ValueError for its fd -1)."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    sock.close()
+    with pytest.raises(OSError) as failure:
+        loop.run_until_complete(call(loop, sock))
+    assert failure.value.errno == errno.EBADF

@@ -109,3 +109,15 @@ def test_cancelling_half_leaves_other_half_in_order(loop):
     assert len(fired) == N - N // 2
     assert fired == expected
     assert all(not handles[i].cancelled() for i in expected)
+
+
+@pytest.mark.parametrize("method", ["call_later", "call_at"])
+def test_a_nan_deadline_runs_in_the_next_iteration(loop, method):
+    """call_later(nan) runs in the next iteration, as on asyncio (oxloop sorted NaN after
+    infinity and never ran it)."""
+    ran = []
+    handle = getattr(loop, method)(float("nan"), ran.append, "nan")
+    assert handle.when() != handle.when()  # still NaN, as asyncio reports it
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert ran == ["nan"]

@@ -214,6 +214,31 @@ def test_unix_datagram_endpoint(loop):
     run(loop, main())
 
 
+@pytest.mark.oxloop_only(
+    "asyncio tests the unnamed peer ('') for truth and fails sendto() with TypeError"
+)
+def test_sendto_without_address_on_a_datagram_socketpair_reaches_the_peer(loop):
+    """A socketpair end is connected: sendto(data) goes to its peer. (It used to fail with a
+    fatal TypeError, so uvloop's test_socketpair timed out waiting for the data, and its
+    executor thread, blocked in recv, kept the process from exiting.)"""
+
+    async def main():
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with ours, peer:
+            transport, proto = await loop.create_datagram_endpoint(DatagramRecorder, sock=ours)
+            peer.send(b"hello")
+            await proto.wait(1)
+            assert proto.datagrams == [(b"hello", None)]
+            transport.sendto(b"back")
+            peer.setblocking(False)
+            assert await loop.sock_recv(peer, 100) == b"back"
+            assert proto.errors == []
+            transport.close()
+            assert await proto.lost is None
+
+    run(loop, main())
+
+
 def test_many_datagrams_in_a_burst_all_arrive_in_order(loop):
     async def main():
         server, server_proto, client, _ = await endpoint_pair(loop)

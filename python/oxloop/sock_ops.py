@@ -91,6 +91,15 @@ class _WriteWaiter(_FdWaiter):
         self.get_loop().remove_writer(self._fd)
 
 
+def _open_fd(sock: socket.socket) -> int:
+    """`sock`'s fd; a closed socket (fd -1) fails with EBADF, as the socket method stock asyncio
+    tries first does (the fd checks that follow would say ValueError instead)."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    return fd
+
+
 def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
     conn, address = sock.accept()
     conn.setblocking(False)
@@ -157,7 +166,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        fd = sock.fileno()
+        fd = _open_fd(sock)
         self._ensure_fd_no_transport(fd)
         data = recv_nowait(fd, n)
         if data is not None:
@@ -176,7 +185,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        fd = sock.fileno()
+        fd = _open_fd(sock)
         self._ensure_fd_no_transport(fd)
         nbytes = recv_into_nowait(fd, buf)
         if nbytes is not None:
@@ -195,7 +204,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         try:
             return sock.recvfrom(bufsize)
         except BlockingIOError:
@@ -211,7 +221,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         if not nbytes:
             nbytes = len(buf)
         try:
@@ -230,7 +241,7 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        fd = sock.fileno()
+        fd = _open_fd(sock)
         self._ensure_fd_no_transport(fd)
         sent = send_nowait(fd, data)
         if sent == len(data):
@@ -252,7 +263,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         try:
             return sock.sendto(data, address)
         except BlockingIOError:
@@ -268,7 +280,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             infos = await self._ensure_resolved(
                 address, family=sock.family, type=sock.type, proto=sock.proto
@@ -305,7 +318,8 @@ class SocketOpsMixin:
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        self._ensure_fd_no_transport(sock)
+        if sock.fileno() >= 0:  # a closed socket: the socket call fails as on asyncio
+            self._ensure_fd_no_transport(sock)
         try:
             return _accept(sock)
         except BlockingIOError:

@@ -271,7 +271,9 @@ class DatagramTransport(_CoreTransport, asyncio.Transport, asyncio.DatagramTrans
         super().__init__(extra)
         self._init(loop, sock)
         self._address = address
-        connected = bool(self._extra["peername"])
+        # A socketpair end is connected although its peer has no name (peername ""): it sends
+        # to its peer, where asyncio tests the name for truth and fails with TypeError.
+        connected = self._extra["peername"] is not None
         core = _oxloop.TransportCore.create_datagram(loop, sock, protocol, self, address, connected)
         self.sendto = core.sendto
         self._start(loop, sock, core, protocol, waiter)
