@@ -32,6 +32,7 @@ mod stats;
 mod tasks;
 mod timers;
 mod transport;
+mod version;
 
 use pyo3::prelude::*;
 

@@ -108,7 +108,7 @@ pub fn create_task<'py>(
     let py = event_loop.py();
     let extra = kwargs.filter(|k| !k.is_empty());
     if let Some(extra) = extra
-        && py.version_info() < (3, 13)
+        && crate::version::python(py) < (3, 13)
     {
         let first = extra.keys().get_item(0)?;
         return Err(PyTypeError::new_err(format!(
@@ -130,7 +130,7 @@ pub fn create_task<'py>(
         return task.call((coro,), Some(&all));
     };
     let factory = factory.bind(py);
-    if py.version_info() >= (3, 14) {
+    if crate::version::python(py) >= (3, 14) {
         // 3.14 hands the factory every keyword as given, the name included.
         let all = extra.map_or_else(|| Ok(PyDict::new(py)), |e| e.copy())?;
         if let Some(name) = name {

@@ -86,7 +86,7 @@ impl TransportCore {
     /// 3.12+ asyncio checks `writelines()` before it looks at the data, naming writelines() in
     /// the error; 3.11 joined the data and let write() complain.
     pub(crate) fn check_writelines(&self, py: Python<'_>) -> PyResult<()> {
-        if py.version_info() < (3, 12) {
+        if crate::version::python(py) < (3, 12) {
             return Ok(());
         }
         self.with(py, |s| {

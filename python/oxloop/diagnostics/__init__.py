@@ -31,24 +31,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = [
-    "Settings",
-    "Diagnostics",
-    "attach",
-    "dump_tasks",
-    "session_summary",
-    "logger",
-    "Report",
-    "BlockingReport",
-    "ForgottenAwaitReport",
-    "LostExceptionReport",
-    "SwallowedCancellationReport",
-    "PendingTasksReport",
-    "TaskFloodReport",
-    "TaskSnapshot",
-    "Frame",
-]
-
 # The public names, imported from their modules on first use (PEP 562), so that an oxloop loop
 # with diagnostics off never loads them.
 _HOME = {
@@ -75,6 +57,10 @@ _HOME = {
         "reports",
     ),
 }
+
+
+# `resolve` and `print_summary_at_exit` are for oxloop's own loop and command line.
+__all__ = [name for name in _HOME if name not in ("resolve", "print_summary_at_exit")]
 
 
 def __getattr__(name: str) -> Any:
