@@ -23,6 +23,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("hypercorn")
 pytest.importorskip("aiohttp")
 pytest.importorskip("gunicorn")
+pytest.importorskip("uvicorn_worker")
 
 APPS = Path(__file__).resolve().parent.parent / "examples" / "servers"
 BIN = Path(sys.executable).parent  # uvicorn, hypercorn and gunicorn are this venv's scripts
@@ -113,9 +114,11 @@ def test_python_m_oxloop_uvicorn_serves_on_the_loop_uvicorn_picks_and_says_so():
     assert "--loop oxloop:new_event_loop" in s.stderr
 
 
-def test_uvicorn_worker_under_gunicorn():
+@pytest.mark.parametrize("worker", ["OxloopUvicornWorker", "LegacyOxloopUvicornWorker"])
+def test_uvicorn_worker_under_gunicorn(worker):
+    # OxloopUvicornWorker: the uvicorn-worker package's worker; Legacy...: uvicorn.workers'.
     port = free_port()
-    command = f"gunicorn asgi_app:app -k gunicorn_workers.OxloopUvicornWorker -b 127.0.0.1:{port}"
+    command = f"gunicorn asgi_app:app -k gunicorn_workers.{worker} -b 127.0.0.1:{port}"
     with serving(command, port) as s:
         assert s.body == OXLOOP
 
