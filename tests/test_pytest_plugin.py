@@ -6,7 +6,10 @@ plugin's job. Each suite runs in-process (pytester's inline run: a new pytest co
 which loads the installed plugins by their entry points as a user's `pytest` does).
 """
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -134,3 +137,67 @@ def test_a_bad_ini_value_is_a_usage_error(pytester):
     pytester.makepyfile(test_suite=PYTEST_ASYNCIO_SUITE)
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert "oxloop: ini option must be one of" in result.stderr.str()
+
+
+# --- pytest-asyncio before 1.4: loops come from its event_loop_policy fixture -------------------
+
+OLD_PYTEST_ASYNCIO = "pytest-asyncio==1.3.0"  # the last release without loop factories
+
+
+@pytest.fixture(scope="session")
+def old_pytest_asyncio(tmp_path_factory):
+    """A directory holding pytest-asyncio 1.3, installed from the package index for this run; put
+    first on PYTHONPATH, it shadows the installed (newer) one in a pytest subprocess."""
+    target = tmp_path_factory.mktemp("old-pytest-asyncio")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", target]
+        + [OLD_PYTEST_ASYNCIO],
+        check=True,
+        timeout=120,
+    )
+    return target
+
+
+def run_on_old_pytest_asyncio(pytester, monkeypatch, directory, *args):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(directory), *sys.path]))
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_suite=PYTEST_ASYNCIO_SUITE + "\n" + REPORT_PYTEST_ASYNCIO_VERSION)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", *args)
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert "PYTEST_ASYNCIO 1.3.0" in result.stdout.str()  # the old one really ran
+    return loops_seen(result)
+
+
+REPORT_PYTEST_ASYNCIO_VERSION = """
+def test_version():
+    import pytest_asyncio
+    print("PYTEST_ASYNCIO", pytest_asyncio.__version__)
+"""
+
+
+def test_old_pytest_asyncio_runs_on_oxloop(pytester, monkeypatch, old_pytest_asyncio):
+    seen = run_on_old_pytest_asyncio(
+        pytester, monkeypatch, old_pytest_asyncio, "-p", "oxloop.pytest"
+    )
+    assert seen == {"test_one": "oxloop.loop"}
+
+
+def test_old_pytest_asyncio_both(pytester, monkeypatch, old_pytest_asyncio):
+    seen = run_on_old_pytest_asyncio(pytester, monkeypatch, old_pytest_asyncio, "--oxloop=both")
+    assert seen == {"test_one[asyncio]": "asyncio.unix_events", "test_one[oxloop]": "oxloop.loop"}
+
+
+def test_old_pytest_asyncio_projects_own_policy_wins(pytester, monkeypatch, old_pytest_asyncio):
+    pytester.makeconftest(
+        """
+import asyncio, pytest
+
+@pytest.fixture(scope="session")
+def event_loop_policy():
+    return asyncio.DefaultEventLoopPolicy()
+"""
+    )
+    seen = run_on_old_pytest_asyncio(
+        pytester, monkeypatch, old_pytest_asyncio, "-p", "oxloop.pytest"
+    )
+    assert seen == {"test_one": "asyncio.unix_events"}

@@ -23,7 +23,10 @@ What it reaches:
   is kept, so trio runs stay trio. ``both`` runs each such module on stock asyncio and on oxloop
   (anyio shares one runner per module, so the choice is per module).
 
-Older pytest-asyncio (no loop-factory hook) is not reached: the plugin says so when it starts.
+- pytest-asyncio before 1.4 (no loop-factory hook): through its session fixture
+  ``event_loop_policy``, which the plugin overrides with oxloop's policy (``both``: parametrised
+  with asyncio's and oxloop's). A project's own ``event_loop_policy`` fixture wins.
+
 Tests that call ``asyncio.run()`` themselves are not reached either; run pytest under
 ``OXLOOP=1`` for those (see oxloop's README).
 """
@@ -31,11 +34,13 @@ Tests that call ``asyncio.run()`` themselves are not reached either; run pytest 
 from __future__ import annotations
 
 import asyncio
+import types
 from typing import Any
 
 import pytest
 
 import oxloop
+from oxloop import _compat
 
 MODES = ("false", "true", "both")
 _PLUGIN_NAME = "oxloop.pytest"  # the entry point's name too, so -p does not load it twice
@@ -74,18 +79,36 @@ def loop_factories(config: pytest.Config) -> dict[str, Any]:
 def pytest_configure(config: pytest.Config) -> None:
     if mode(config) == "false":
         return
-    if config.pluginmanager.has_plugin("asyncio") and not hasattr(
+    # Asked before _Hooks is registered: its implementation would make the hook name exist.
+    takes_policy_only = config.pluginmanager.has_plugin("asyncio") and not hasattr(
         config.hook, "pytest_asyncio_loop_factories"
-    ):
-        config.issue_config_time_warning(
-            pytest.PytestConfigWarning(
-                "oxloop: this pytest-asyncio has no pytest_asyncio_loop_factories hook (1.4+), "
-                "so its tests stay on stock asyncio; anyio's tests do run on oxloop"
-            ),
-            stacklevel=2,
-        )
+    )
     # The hooks exist only when the plugin is on: off, it adds its options and nothing else.
     config.pluginmanager.register(_Hooks(), "oxloop.pytest.hooks")
+    if takes_policy_only:
+        config.pluginmanager.register(_policy_fixture(config), "oxloop.pytest.policy")
+
+
+def _policy_fixture(config: pytest.Config) -> types.ModuleType:
+    """pytest-asyncio before 1.4 makes its loops from the policy its session fixture
+    ``event_loop_policy`` returns. A plugin registered after it overrides that fixture (a
+    project's own, in a conftest, is nearer to its tests and still wins); with ``both`` it is
+    parametrised, and the session runs every async test under each policy in turn."""
+    names = list(loop_factories(config))
+    policies = {"asyncio": _compat.POLICY_CLASS, "oxloop": getattr(oxloop, "EventLoopPolicy", None)}
+    if any(policies[name] is None for name in names):
+        raise pytest.UsageError(
+            "oxloop: this pytest-asyncio chooses loops through event loop policies, which this "
+            "Python no longer has; pytest-asyncio 1.4 or later takes loop factories"
+        )
+
+    @pytest.fixture(scope="session", autouse=True, params=names if len(names) > 1 else None)
+    def event_loop_policy(request: pytest.FixtureRequest) -> Any:
+        return policies[getattr(request, "param", names[0])]()
+
+    holder = types.ModuleType("oxloop.pytest.policy")  # pytest reads fixtures off a module
+    holder.event_loop_policy = event_loop_policy
+    return holder
 
 
 class _Hooks:
