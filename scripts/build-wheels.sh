@@ -3,9 +3,13 @@
 # dist/.
 #
 # The wheels are linked by zig (maturin --zig, ziglang from PyPI) against glibc 2.17 headers, so
-# they carry the manylinux2014 tag (manylinux_2_17_x86_64) and install with pip on any x86_64
-# Linux with glibc 2.17 or later; `auditwheel show` must agree with that tag, or this fails.
+# they carry the manylinux2014 tag (manylinux_2_17_<arch>) and install with pip on any Linux of
+# that architecture with glibc 2.17 or later; `auditwheel show` must agree with that tag, or this
+# fails. ARCHS picks the architectures: aarch64 wheels are cross-built the same way (rustup adds
+# the aarch64 standard library once); they are checked by auditwheel but not run here (no
+# aarch64 machine or emulator in CI).
 #   bash scripts/build-wheels.sh                       # release wheels for 3.11 and 3.13, sdist
+#   ARCHS="x86_64 aarch64" bash scripts/build-wheels.sh     # also the aarch64 wheels
 #   PYTHONS=3.11 PROFILE=dev bash scripts/build-wheels.sh   # one quick unoptimised wheel
 # PROFILE=dev skips the release profile's fat LTO (minutes on 2 cores); the wheel test in CI
 # (scripts/test-wheel.sh) uses it. Tools go into .venv-build, apart from the test virtualenvs.
@@ -14,8 +18,8 @@ cd "$(dirname "$0")/.."
 
 PYTHONS=${PYTHONS:-"3.11 3.13"}
 PROFILE=${PROFILE:-release}
+ARCHS=${ARCHS:-x86_64}
 OUT=${OUT:-dist}
-TAG=manylinux_2_17_x86_64
 
 . scripts/interpreter.sh
 
@@ -35,20 +39,32 @@ maturin sdist --out "$OUT"
 unpacked=$(mktemp -d)
 trap 'rm -rf "$unpacked"' EXIT
 tar -xzf "$OUT"/oxloop-*.tar.gz -C "$unpacked"
-for version in $PYTHONS; do
-    python=$(interpreter "$version")
-    echo "== wheel for Python $version ($PROFILE), from the sdist"
-    # --compatibility manylinux2014: zig targets glibc 2.17; the tag is checked below.
-    maturin build -q --profile "$PROFILE" --zig --compatibility manylinux2014 \
-        --interpreter "$python" --manifest-path "$unpacked"/oxloop-*/Cargo.toml \
-        --target-dir "$PWD/target" --out "$OUT"
-done
-
-for wheel in "$OUT"/oxloop-*.whl; do
-    if ! auditwheel show "$wheel" | tr -d '\n' | grep -q "\"$TAG\""; then
-        echo "auditwheel does not find $wheel consistent with $TAG:" >&2
-        auditwheel show "$wheel" >&2
-        exit 1
+for arch in $ARCHS; do
+    # The host's own architecture is built without --target: cargo then reuses the checkout's
+    # build of the dependencies (target/<profile>), which the CI wheel test counts on.
+    cross=()
+    if [ "$arch" != "$(uname -m)" ]; then
+        target=$arch-unknown-linux-gnu
+        if ! rustup target list --installed | grep -qx "$target"; then
+            rustup target add "$target"
+        fi
+        cross=(--target "$target")
     fi
-    echo "$wheel: auditwheel agrees ($TAG)"
+    for version in $PYTHONS; do
+        python=$(interpreter "$version")
+        echo "== $arch wheel for Python $version ($PROFILE), from the sdist"
+        # --compatibility manylinux2014: zig targets glibc 2.17; the tag is checked below.
+        maturin build -q --profile "$PROFILE" --zig --compatibility manylinux2014 \
+            "${cross[@]}" --interpreter "$python" \
+            --manifest-path "$unpacked"/oxloop-*/Cargo.toml --target-dir "$PWD/target" --out "$OUT"
+    done
+    tag=manylinux_2_17_$arch
+    for wheel in "$OUT"/oxloop-*"$arch".whl; do
+        if ! auditwheel show "$wheel" | tr -d '\n' | grep -q "\"$tag\""; then
+            echo "auditwheel does not find $wheel consistent with $tag:" >&2
+            auditwheel show "$wheel" >&2
+            exit 1
+        fi
+        echo "$wheel: auditwheel agrees ($tag)"
+    done
 done
