@@ -61,13 +61,16 @@ def test_call_soon_rejects_keyword_args_other_than_context(loop):
 def test_callback_scheduled_during_iteration_runs_after_already_ready_ones(loop):
     calls = []
 
+    def third():
+        calls.append("third")
+        loop.stop()
+
     def first():
         calls.append("first")
-        loop.call_soon(calls.append, "third")
+        loop.call_soon(third)
 
     loop.call_soon(first)
     loop.call_soon(calls.append, "second")
-    loop.call_later(0.01, loop.stop)
     loop.run_forever()
     assert calls == ["first", "second", "third"]
 
