@@ -116,6 +116,49 @@ def test_fork_in_a_callback_gives_the_child_asyncio_s_view_and_a_working_new_loo
         assert child["run_it"] == "This event loop is already running"
 
 
+PREFORK_SCENARIO = """
+import threading
+
+loop = new_loop()
+
+async def round_trip(tag):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    with a, b:
+        await loop.sock_sendall(a, tag.encode())
+        got = await asyncio.wait_for(loop.sock_recv(b, 10), 5)
+    timer = loop.create_future()
+    loop.call_later(0.01, timer.set_result, "timer")
+    woken = loop.create_future()
+    threading.Thread(target=loop.call_soon_threadsafe, args=(woken.set_result, "woken")).start()
+    return [got.decode(), await timer, await woken]
+
+before = loop.run_until_complete(round_trip("before"))
+pid = os.fork()
+if pid == 0:  # a pre-fork worker: runs the loop it inherited, which is not running
+    try:
+        ok = loop.run_until_complete(round_trip("child")) == ["child", "timer", "woken"]
+        loop.close()
+        os._exit(7 if ok else 3)
+    except BaseException:
+        os._exit(1)
+_, status = os.waitpid(pid, 0)
+after = loop.run_until_complete(round_trip("after"))
+loop.close()
+report([before, os.waitstatus_to_exitcode(status), after])
+"""
+
+
+def test_loop_made_before_fork_runs_in_the_child_and_in_the_parent_afterwards(loop_name):
+    # Both copies share the epoll (or selector) fd and the wakeup fd with the parent, as a
+    # stock loop's do: used one after the other, each works.
+    before, code, after = run_child(PREFORK_SCENARIO, loop_name)
+    assert before == ["before", "timer", "woken"]
+    assert code == 7
+    assert after == ["after", "timer", "woken"]
+
+
 SIGINT_SCENARIO = """
 import signal, threading, time
 
