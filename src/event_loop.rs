@@ -726,6 +726,21 @@ impl LoopCore {
         TransportCore::attach(transport, &self.io)
     }
 
+    /// Runs `transport`'s read (or write) path as a readiness event does: what the Python
+    /// transport's `_read_ready()`/`_write_ready()` call, the callbacks an error escaping that
+    /// path is reported with, as asyncio reports its transports' reader and writer handles.
+    fn _transport_ready(
+        &self,
+        transport: &Bound<'_, TransportCore>,
+        writable: bool,
+    ) -> PyResult<()> {
+        if writable {
+            TransportCore::on_writable(transport)
+        } else {
+            TransportCore::on_readable(transport)
+        }
+    }
+
     /// Marks the loop closed and releases the queued callbacks, timers and fd watches.
     fn _close_core(&self, py: Python<'_>) -> PyResult<()> {
         if self.running.load(Ordering::SeqCst) {

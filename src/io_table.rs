@@ -313,12 +313,11 @@ impl<O> IoTable<O> {
             })?
             .map_err(|err| os_error(py, err))?;
         if let Err(err) = self.sync_kernel(py, fd) {
-            // Put the table back as it was: the fd is not watched.
-            let ours = self.entries.with(py, |e| {
-                e.get_mut(fd)
-                    .map(|entry| std::mem::replace(entry.side(side), previous))
-            })?;
-            drop(ours);
+            self.entries.with(py, |e| e.count_change(before, after))?;
+            if let Some(previous) = previous {
+                previous.release(py)?;
+            }
+            self.forget_sides(py, fd)?;
             return Err(err);
         }
         let replaced_fileobj = self.entries.with(py, |e| {
@@ -346,8 +345,35 @@ impl<O> IoTable<O> {
         };
         drop(fileobj);
         removed.release(py)?;
-        self.sync_kernel(py, fd)?;
+        if let Err(err) = self.sync_kernel(py, fd) {
+            self.forget_sides(py, fd)?;
+            return Err(err);
+        }
         Ok(true)
+    }
+
+    /// Forgets every callback and socket wait of `fd` once the kernel refused to change its
+    /// registration (the fd was closed behind the loop's back, or cannot be polled), as
+    /// asyncio's selector forgets the fd's key when `epoll_ctl` fails: nothing stays
+    /// registered for a dead fd, holding its callbacks until the number is reused.
+    fn forget_sides(&self, py: Python<'_>, fd: RawFd) -> PyResult<()> {
+        let forgotten = self.entries.with(py, |e| {
+            let entry = e.get_mut(fd)?;
+            let before = entry.interest();
+            let sides = (entry.reader.take(), entry.writer.take());
+            entry.kernel = Registration::default();
+            let after = entry.interest();
+            e.count_change(before, after);
+            Some((sides, e.fileobjs.remove(&fd)))
+        })?;
+        let Some(((reader, writer), fileobj)) = forgotten else {
+            return Ok(());
+        };
+        drop(fileobj);
+        for target in [reader, writer].into_iter().flatten() {
+            target.release(py)?;
+        }
+        Ok(())
     }
 
     /// The fd whose reader or writer was registered with `obj` itself.

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use crate::handles::{CallbackSlot, FailedCallback, Handle, LoopHeld, TimerHandle};
 use crate::io_table::{IoEvent, IoTarget, Side};
@@ -75,7 +77,7 @@ impl Ready {
                     Side::Read => TransportCore::on_readable(t),
                     Side::Write => TransportCore::on_writable(t),
                 }
-                .map_err(|err| (err, None))
+                .map_err(|err| (err, transport_callback(t, *side)))
             }
         }
     }
@@ -88,4 +90,21 @@ impl Ready {
             IoEvent::Owner(transport, side) => Ready::Transport(transport.clone_ref(py), side),
         }
     }
+}
+
+/// The Python transport's `_read_ready`/`_write_ready` for an error that escaped a transport's
+/// I/O path: the loop reports it as asyncio reports its transport's reader or writer handle.
+/// None once the transport is gone (the core's own report then names the core).
+fn transport_callback(t: &Bound<'_, TransportCore>, side: Side) -> Option<FailedCallback> {
+    let py = t.py();
+    let name = match side {
+        Side::Read => intern!(py, "_read_ready"),
+        Side::Write => intern!(py, "_write_ready"),
+    };
+    let method = t
+        .getattr(intern!(py, "_transport"))
+        .ok()?
+        .getattr(name)
+        .ok()?;
+    Some((method.unbind(), PyTuple::empty(py).unbind()))
 }

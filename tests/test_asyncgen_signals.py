@@ -294,7 +294,11 @@ else:
 async def main():
     print("ready", flush=True)
     try:
-        await asyncio.sleep(30)
+        if sys.argv[2] == "idle":  # in the poller, the only timer 30 s away
+            await asyncio.sleep(30)
+        else:  # busy: a callback or task step runs on every iteration
+            while True:
+                await asyncio.sleep(0)
     except asyncio.CancelledError:
         print("main cancelled", flush=True)
         raise
@@ -314,9 +318,10 @@ sys.exit(3)
 
 
 @pytest.mark.timeout(60)
-def test_sigint_cancels_main_and_raises_keyboard_interrupt(loop_name):
+@pytest.mark.parametrize("main_is", ["idle", "busy"])
+def test_sigint_cancels_main_and_raises_keyboard_interrupt(loop_name, main_is):
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD_SIGINT, loop_name],
+        [sys.executable, "-c", CHILD_SIGINT, loop_name, main_is],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -241,10 +241,14 @@ class Loop(
     def _callback_failed(
         self, handle: Any, exc: BaseException, func: Any = None, args: Any = None
     ) -> None:
-        if isinstance(handle, _oxloop.TransportCore):
-            # An error escaped a transport's read or write path (the protocol's own errors
-            # are handled there): report it with the transport, as asyncio reports its
-            # `_read_ready` handle.
+        if isinstance(handle, _oxloop.TransportCore) and func is not None:
+            # An error escaped a transport's read or write path (a datagram protocol's
+            # `datagram_received`/`error_received`; other protocol errors are handled there):
+            # reported with a handle of the transport's `_read_ready`/`_write_ready`, as
+            # asyncio reports its reader or writer handle.
+            handle = asyncio.Handle(func, args, self)
+        elif isinstance(handle, _oxloop.TransportCore):
+            # The transport is gone: name its core.
             self.call_exception_handler(
                 {
                     "message": f"Exception in I/O callback of {handle._transport!r}",

@@ -154,6 +154,17 @@ class _CoreTransport:
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._core.set_write_buffer_limits(high, low)
 
+    # -- the read and write paths, as a readiness event runs them (asyncio's names: an error
+    # escaping them is reported with a handle of one of these, as on asyncio) -------------
+
+    def _read_ready(self) -> None:
+        if self._loop is not None:
+            self._loop._transport_ready(self._core, False)
+
+    def _write_ready(self) -> None:
+        if self._loop is not None:
+            self._loop._transport_ready(self._core, True)
+
     # -- called by the Rust half ----------------------------------------------------------
 
     def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:

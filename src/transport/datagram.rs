@@ -17,6 +17,10 @@ use std::collections::VecDeque;
 
 use super::{CONNLOST_WRITES_BEFORE_WARNING, Kind, State, TransportCore, asyncio_logger};
 use crate::socket_io::READ_SIZE;
+use crate::version;
+
+/// The header size asyncio 3.13+ counts per queued datagram in `get_write_buffer_size()`.
+const DATAGRAM_HEADER_SIZE: usize = 8;
 
 /// A queued datagram and its destination (None: the socket's peer).
 pub(crate) type QueuedDatagram = (Py<PyBytes>, Option<Py<PyAny>>);
@@ -103,7 +107,7 @@ impl TransportCore {
                 let sock = datagram.sock.as_ref()?.clone_ref(py);
                 let (data, addr) = datagram.queue.pop_front()?;
                 let connected = datagram.connected;
-                s.buffered -= data.as_bytes(py).len();
+                s.buffered -= queued_size(py, data.as_bytes(py).len());
                 Some((sock, connected, data, addr))
             })?;
             let Some((sock, connected, data, addr)) = next else {
@@ -114,7 +118,7 @@ impl TransportCore {
                 Err(err) if would_block(py, &err) => {
                     // Put it back in front and try again on the next writable event.
                     this.with(py, |s| {
-                        s.buffered += data.as_bytes(py).len();
+                        s.buffered += queued_size(py, data.as_bytes(py).len());
                         if let Some(datagram) = s.datagram_mut() {
                             datagram.queue.push_front((data, addr));
                         }
@@ -155,7 +159,8 @@ impl TransportCore {
                 "data argument must be a bytes-like object, not '{name}'"
             )));
         };
-        if data.as_bytes().is_empty() {
+        // 3.13 sends a zero-length datagram; earlier versions send nothing.
+        if data.as_bytes().is_empty() && version::python(py) < (3, 13) {
             return Ok(());
         }
         let fixed = this.with(py, |s| {
@@ -226,7 +231,7 @@ impl TransportCore {
                 }
             }
         }
-        let len = data.as_bytes().len();
+        let len = queued_size(py, data.as_bytes().len());
         this.with(py, |s| {
             if let Some(datagram) = s.datagram_mut() {
                 datagram.queue.push_back((data.unbind(), addr));
@@ -234,6 +239,16 @@ impl TransportCore {
             }
         })?;
         this.maybe_pause_protocol(py)
+    }
+}
+
+/// What a queued datagram adds to the write buffer size: from 3.13 on, asyncio counts each
+/// datagram's header (8 bytes) too, so that flow control sees a queue of empty datagrams.
+fn queued_size(py: Python<'_>, len: usize) -> usize {
+    if version::python(py) >= (3, 13) {
+        len + DATAGRAM_HEADER_SIZE
+    } else {
+        len
     }
 }
 

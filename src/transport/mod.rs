@@ -497,7 +497,7 @@ impl TransportCore {
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         slf.get().check_writelines(py)?;
-        let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
+        let joined = stream::join_for_writelines(list_of_data)?;
         Self::write(slf, &joined)
     }
 

@@ -14,15 +14,16 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyMemoryView};
 
 use super::{CONNLOST_WRITES_BEFORE_WARNING, Kind, TransportCore, asyncio_logger};
 use crate::buffer::BufferView;
 use crate::errors::os_error;
 use crate::socket_io::{READ_SIZE, recv, recv_bytes, send, send_vectored};
+use crate::version;
 
 /// Buffers passed to one `sendmsg`; Linux's IOV_MAX is 1024.
 const MAX_IOVECS: usize = 1024;
@@ -329,6 +330,28 @@ impl TransportCore {
 }
 
 /// One vectored send of the queued chunks (at most `MAX_IOVECS` of them).
+/// The items of `writelines(list_of_data)` joined into one `bytes`. An item that is not
+/// bytes-like fails as on the running asyncio: 3.11 joins them too ("sequence item 1: expected
+/// a bytes-like object, str found"); 3.12+ takes a `memoryview` of each, whose error names the
+/// type ("memoryview: a bytes-like object is required, not 'str'"), so that error is raised.
+pub(crate) fn join_for_writelines<'py>(
+    list_of_data: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = list_of_data.py();
+    let joined = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,));
+    match joined {
+        Err(err) if err.is_instance_of::<PyTypeError>(py) && version::python(py) >= (3, 12) => {
+            // Only on failure: a list or tuple is walked again (an iterator join consumed
+            // keeps join's error).
+            for item in list_of_data.try_iter()? {
+                py.get_type::<PyMemoryView>().call1((item?,))?;
+            }
+            Err(err)
+        }
+        other => other,
+    }
+}
+
 fn send_chunks(
     fd: std::os::fd::BorrowedFd<'_>,
     py: Python<'_>,
