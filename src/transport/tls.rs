@@ -26,6 +26,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::buffer::BufferView;
+
 /// asyncio's `SSLProtocol.max_size`: the most one `SSLObject.read()` returns.
 const MAX_READ: usize = 256 * 1024;
 
@@ -59,6 +61,35 @@ fn is_again(py: Python<'_>, err: &PyErr) -> PyResult<bool> {
     static AGAIN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let again = AGAIN.import(py, "asyncio.sslproto", "SSLAgainErrors")?;
     err.value(py).is_instance(again)
+}
+
+/// True if a read could decrypt something: records wait in the incoming BIO, or decrypted
+/// bytes in the TLS object. Without either, `read` can only raise `SSLWantReadError`: OpenSSL
+/// takes one record at a time from the BIO, so none is half-taken after a read returned data.
+fn more_to_decrypt(cipher: &Bound<'_, PyAny>, incoming: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = cipher.py();
+    if incoming
+        .getattr(intern!(py, "pending"))?
+        .extract::<usize>()?
+        > 0
+    {
+        return Ok(true);
+    }
+    Ok(cipher
+        .call_method0(intern!(py, "pending"))?
+        .extract::<usize>()?
+        > 0)
+}
+
+/// The buffer every connection of the process decrypts into before the bytes are copied out
+/// (`MAX_READ` long). One is enough: nothing runs between a read and its copy.
+fn read_scratch(py: Python<'_>) -> PyResult<&Bound<'_, PyByteArray>> {
+    static SCRATCH: PyOnceLock<Py<PyByteArray>> = PyOnceLock::new();
+    SCRATCH
+        .get_or_try_init(py, || {
+            PyByteArray::new_with(py, MAX_READ, |_| Ok(())).map(Bound::unbind)
+        })
+        .map(|scratch| scratch.bind(py))
 }
 
 fn ssl_object_class(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
@@ -132,18 +163,32 @@ impl TlsLayer {
     }
 
     /// `SSLProtocol._do_read__copied`: every record decrypted now, to `data_received` at once.
+    /// Decrypted into the shared scratch buffer and copied out at its size (asyncio's
+    /// `read(max_size)` allocates `max_size` bytes per call), and no last read once nothing is
+    /// left to decrypt (asyncio's ends on an `SSLWantReadError`, which costs more than the
+    /// read: the exception object and its formatted message).
     fn read_copied(slf: &Bound<'_, Self>, snap: &Snapshot) -> PyResult<()> {
         let py = slf.py();
         let cipher = snap.cipher.bind(py);
-        let mut chunks: Vec<Bound<'_, PyAny>> = Vec::new();
+        let incoming = snap.incoming.bind(py);
+        let scratch = read_scratch(py)?;
+        let mut chunks: Vec<Bound<'_, PyBytes>> = Vec::new();
         let mut eof = false;
         loop {
-            match cipher.call_method1(intern!(py, "read"), (MAX_READ,)) {
-                Ok(chunk) if chunk.len()? == 0 => {
-                    eof = true;
-                    break;
+            if !chunks.is_empty() && !more_to_decrypt(cipher, incoming)? {
+                break;
+            }
+            match cipher.call_method1(intern!(py, "read"), (MAX_READ, scratch)) {
+                Ok(count) => {
+                    let count: usize = count.extract()?;
+                    if count == 0 {
+                        eof = true;
+                        break;
+                    }
+                    let view = BufferView::readable(scratch)?;
+                    let data = view.as_slice().get(..count).unwrap_or_default();
+                    chunks.push(PyBytes::new(py, data));
                 }
-                Ok(chunk) => chunks.push(chunk),
                 Err(err) if is_again(py, &err)? => break,
                 Err(err) => return Err(err),
             }
@@ -166,12 +211,14 @@ impl TlsLayer {
         Ok(())
     }
 
-    /// `SSLProtocol._do_read__buffered`: decrypt straight into the protocol's buffer.
+    /// `SSLProtocol._do_read__buffered`: decrypt straight into the protocol's buffer (without
+    /// the last read that could only fail, as in `read_copied`).
     fn read_buffered(slf: &Bound<'_, Self>, snap: &Snapshot) -> PyResult<()> {
         let py = slf.py();
         let cipher = snap.cipher.bind(py);
+        let incoming = snap.incoming.bind(py);
         let app = snap.app_protocol.bind(py);
-        let pending = snap.incoming.bind(py).getattr(intern!(py, "pending"))?;
+        let pending = incoming.getattr(intern!(py, "pending"))?;
         let buf = app.call_method1(intern!(py, "get_buffer"), (pending,))?;
         let wants = buf.len()?;
         let mut offset = 0usize;
@@ -185,6 +232,9 @@ impl TlsLayer {
             }
             offset = count;
             while offset < wants {
+                if !more_to_decrypt(cipher, incoming)? {
+                    return Ok(());
+                }
                 let rest = buf.get_item(PySlice::new(py, offset as isize, isize::MAX, 1))?;
                 count = cipher
                     .call_method1(intern!(py, "read"), (wants - offset, rest))?
