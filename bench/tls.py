@@ -139,14 +139,20 @@ async def measure(row, warmup, duration):
     client, conns = (handshake_client, HANDSHAKE_CONNS) if row.size == 0 else (echo_client, CONNS)
     tasks = [asyncio.ensure_future(client()) for _ in range(conns)]
     await asyncio.sleep(warmup)
-    start, t0 = done[0], time.perf_counter()
+    start, t0, cpu0 = done[0], time.perf_counter(), time.process_time()
     await asyncio.sleep(duration)
     ops, elapsed = done[0] - start, time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     running = False
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
     server.close()
     await server.wait_closed()
-    return {"ops_per_s": ops / elapsed, "ops": ops, "elapsed_s": elapsed}
+    return {
+        "ops_per_s": ops / elapsed,
+        "cpu_us_per_op": cpu / max(ops, 1) * 1e6,
+        "ops": ops,
+        "elapsed_s": elapsed,
+    }
 
 
 def work(loop_name, row_name, quick):
@@ -217,6 +223,7 @@ def run_parent(args):
             info[name] = got
             loops.append(name)
     samples = {row: {loop: [] for loop in loops} for row in args.rows}
+    cpu = {row: {loop: [] for loop in loops} for row in args.rows}
     for rnd in range(args.rounds):
         order = loops[rnd % len(loops) :] + loops[: rnd % len(loops)] if loops else []
         for row in args.rows:
@@ -227,9 +234,10 @@ def run_parent(args):
                     print(f"# FAILED {errors[-1]}", file=sys.stderr)
                     continue
                 samples[row][loop].append(got["ops_per_s"])
+                cpu[row][loop].append(got["cpu_us_per_op"])
                 print(
                     f"# round {rnd + 1}/{args.rounds} {row:12} {loop:14} "
-                    f"{got['ops_per_s']:10.0f} ops/s",
+                    f"{got['ops_per_s']:10.0f} ops/s {got['cpu_us_per_op']:8.1f} CPU us/op",
                     file=sys.stderr,
                 )
     results = {}
@@ -241,7 +249,20 @@ def run_parent(args):
             for loop, s in stats.items()
             if uv and s and loop != "uvloop"
         }
-        results[row] = {"target": ROWS[row].target, "loops": stats, "ratio_to_uvloop": ratios}
+        cpu_stats = {loop: core.summarize(s) if s else None for loop, s in cpu[row].items()}
+        uv_cpu = cpu_stats.get("uvloop")
+        cpu_ratios = {
+            loop: uv_cpu["median"] / s["median"]
+            for loop, s in cpu_stats.items()
+            if uv_cpu and s and loop != "uvloop"
+        }
+        results[row] = {
+            "target": ROWS[row].target,
+            "loops": stats,
+            "ratio_to_uvloop": ratios,
+            "cpu_us_per_op": cpu_stats,
+            "cpu_ratio_to_uvloop": cpu_ratios,
+        }
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -299,9 +320,34 @@ def render(report):
             cells.append(f">= {entry['target']}x")
         out.append("| " + " | ".join(cells) + " |")
     out += ["", "Ratios are loop ops/s / uvloop ops/s: above 1.00x is faster than uvloop.", ""]
+    out += render_cpu(report)
     out += ["Rows:"] + [f"- {r}: {ROWS[r].what}" for r in report["rows"]]
     out += [f"- FAILED: {e}" for e in report["errors"]]
     return "\n".join(out)
+
+
+def render_cpu(report):
+    """The process's CPU time per operation over the same windows: steadier than throughput
+    on a machine whose other load takes the CPU away from the benchmark now and then."""
+    loops = report["loops"]
+    others = [lp for lp in loops if lp != "uvloop"]
+    head = ["row"] + [f"{lp} CPU us/op" for lp in loops]
+    if "uvloop" in loops:
+        head += [f"{lp} vs uvloop (CPU)" for lp in others]
+    out = ["| " + " | ".join(head) + " |"]
+    out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|")
+    for row, entry in report["rows"].items():
+        cells = [row]
+        for lp in loops:
+            s = entry["cpu_us_per_op"].get(lp)
+            cells.append("FAILED" if s is None else f"{s['median']:.1f}")
+        if "uvloop" in loops:
+            for lp in others:
+                r = entry["cpu_ratio_to_uvloop"].get(lp)
+                cells.append("n/a" if r is None else f"{r:.2f}x")
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", "CPU ratios are uvloop CPU time per op / loop CPU time per op (>1: cheaper).", ""]
+    return out
 
 
 def main(argv=None):
