@@ -46,6 +46,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transport::TransportCore>()?;
+    m.add_class::<transport::tls::TlsLayer>()?;
     m.add_function(wrap_pyfunction!(sock_ops::recv_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::recv_into_nowait, m)?)?;
     m.add_function(wrap_pyfunction!(sock_ops::send_nowait, m)?)?;

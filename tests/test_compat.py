@@ -237,3 +237,30 @@ def test_policies_are_set_without_deprecation_warnings_where_they_are_deprecated
         warnings.simplefilter("error")
         _compat._set_policy_quietly("policy")
     assert calls == ["policy"]
+
+
+def test_tls_layer_replaces_only_what_asyncios_ssl_protocol_has():
+    # oxloop.tls.TLSProtocol overrides SSLProtocol's per-record methods by name and stores the
+    # state they share in fields named as SSLProtocol's attributes: a CPython that renames one
+    # must fail here, not leave a field that asyncio's code no longer writes.
+    import ssl
+
+    from oxloop import _oxloop
+
+    layer = vars(_oxloop.TlsLayer)
+    methods = {n for n, v in layer.items() if callable(v) and not n.startswith("__")}
+    fields = {n for n, v in layer.items() if isinstance(v, types.GetSetDescriptorType)}
+    ours = {"_app_write"}  # the application transport's write(), not an SSLProtocol method
+    assert methods - ours <= set(vars(_compat.SSLProtocol)), methods - ours
+    for name in methods - ours:
+        mine = inspect.signature(getattr(_oxloop.TlsLayer, name))
+        theirs = inspect.signature(getattr(_compat.SSLProtocol, name))
+        assert len(mine.parameters) == len(theirs.parameters), (name, mine, theirs)
+    loop = asyncio.new_event_loop()
+    try:
+        stock = _compat.SSLProtocol(
+            loop, asyncio.Protocol(), ssl.create_default_context(), None, server_hostname="x"
+        )
+    finally:
+        loop.close()
+    assert fields <= set(vars(stock)), fields - set(vars(stock))

@@ -1,11 +1,13 @@
 """TLS: `create_server(ssl=)`, `create_connection(ssl=)`, TLS streams, `loop.start_tls()`.
 
-TLS itself is the stdlib's `sslproto.SSLProtocol` running over the loop's plain socket
-transport on both loops; these tests check that the loop feeds it correctly: echo in both
+TLS is a protocol over the loop's plain socket transport: asyncio's `sslproto.SSLProtocol` on
+stock asyncio and on `oxloop-stdlib` (oxloop with OXLOOP_TLS=stdlib), oxloop's Rust TLS layer
+(`oxloop.tls`) by default on oxloop; these tests check all three the same way: echo in both
 directions (small and a few MiB), the extra info a TLS connection exposes, handshake failures
 and timeouts (with no fd left behind), upgrading a plain connection, and a clean close that
 reports nothing to the exception handler. Every test runs on stock asyncio (the oracle) and on
-oxloop. Loopback only; certificates are made at test time (see tlshelpers).
+both of oxloop's TLS paths (the `tls_loops` marker, see conftest). Loopback only; certificates
+are made at test time (see tlshelpers).
 """
 
 import asyncio
@@ -15,6 +17,8 @@ import ssl
 import pytest
 from nethelpers import Accepted, EchoProtocol, RecordingProtocol, fd_count, payload, run
 from tlshelpers import SERVER_HOSTNAME, make_tls_files, untrusting_client_context
+
+pytestmark = pytest.mark.tls_loops
 
 SHORT = 0.3  # seconds: handshake timeouts that must fire
 

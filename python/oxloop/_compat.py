@@ -86,6 +86,7 @@ else:
 FlowControlMixin = transports._FlowControlMixin
 TransportSocket = trsock.TransportSocket
 SSLProtocol = sslproto.SSLProtocol
+SSLProtocolTransport = sslproto._SSLProtocolTransport
 SendfileMode = constants._SendfileMode
 SSL_HANDSHAKE_TIMEOUT = constants.SSL_HANDSHAKE_TIMEOUT
 SSL_SHUTDOWN_TIMEOUT = constants.SSL_SHUTDOWN_TIMEOUT

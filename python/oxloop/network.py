@@ -27,6 +27,7 @@ from ._compat import (
     UnixSelectorEventLoop,
     borrow,
 )
+from .tls import TLSProtocol, tls_implementation_from_env
 from .transports import DatagramTransport, SocketTransport
 
 __all__ = ["NetworkMixin"]
@@ -59,6 +60,8 @@ class NetworkMixin:
         # State asyncio's borrowed methods read (see _compat.BORROWED): 3.13's
         # create_unix_server fills this {listening socket: inode of its file} for _stop_serving.
         self._unix_server_sockets: dict[socket.socket, int] = {}
+        # "native" (oxloop.tls.TLSProtocol) or "stdlib" (asyncio's SSLProtocol): see oxloop.tls.
+        self.tls_implementation = tls_implementation_from_env()
 
     @property
     def _debug(self) -> bool:
@@ -101,8 +104,13 @@ class NetworkMixin:
         ssl_handshake_timeout: float | None = SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout: float | None = SSL_SHUTDOWN_TIMEOUT,
     ) -> asyncio.Transport:
-        # TLS is the stdlib's SSLProtocol (a BufferedProtocol) over a plain socket transport.
-        ssl_protocol = _compat.SSLProtocol(
+        # TLS is a protocol (a BufferedProtocol) over a plain socket transport: asyncio's
+        # SSLProtocol, or by default its subclass with the per-record work in Rust.
+        if self.tls_implementation == "stdlib":
+            protocol_class = _compat.SSLProtocol
+        else:
+            protocol_class = TLSProtocol
+        ssl_protocol = protocol_class(
             self,
             protocol,
             sslcontext,

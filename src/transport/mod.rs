@@ -5,7 +5,7 @@
 //!
 //! Rust because it is consulted on every read and write. The reading and writing themselves
 //! are in `stream.rs` (stream sockets) and `datagram.rs` (datagram sockets); which one a
-//! transport is never changes (`Kind`). A TLS transport would be a third kind. The Python classes in
+//! transport is never changes (`Kind`). TLS (`tls.rs`) is a protocol over a stream one. The Python classes in
 //! `oxloop/transports.py` (real `asyncio.Transport`/`asyncio.DatagramTransport` instances) each
 //! own one `TransportCore` and keep the once-per-connection parts: construction, extra info,
 //! `connection_lost`, closing the socket.
@@ -22,6 +22,7 @@
 mod datagram;
 mod flow_control;
 mod stream;
+pub(crate) mod tls;
 
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
