@@ -12,6 +12,7 @@ grew (CPython's rule: a steady leak grows every time, noise comes and goes); the
 
     python scripts/refleak.py                         # everything, both loops
     python scripts/refleak.py --loop oxloop tcp tls   # some workloads on oxloop only
+    python scripts/refleak.py --loop all              # and on oxloop with its diagnostics on
 """
 
 import argparse
@@ -20,6 +21,7 @@ import gc
 import logging
 import os
 import random
+import signal
 import socket
 import ssl
 import subprocess
@@ -33,8 +35,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: certificates, the fuzzer's World
 
 import oxloop  # noqa: E402
+import oxloop.diagnostics  # noqa: E402
 
-LOOPS = {"asyncio": asyncio.new_event_loop, "oxloop": oxloop.new_event_loop}
+LOOPS = {
+    "asyncio": asyncio.new_event_loop,
+    "oxloop": oxloop.new_event_loop,
+    # the diagnostics on (watchdog thread, task bookkeeping, coroutine origins); reports, which
+    # the exception handler workload makes on purpose, go nowhere
+    "oxloop-diagnostics": lambda: oxloop.new_event_loop(
+        diagnostics=oxloop.diagnostics.Settings(log=False, summary_at_close=False)
+    ),
+}
 WORKLOADS = {}
 
 
@@ -342,6 +353,44 @@ def exception_handler(loop):
 
 
 @workload
+def signals(loop):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+    for _ in range(5):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        run(loop, asyncio.sleep(0.01))
+    assert loop.remove_signal_handler(signal.SIGUSR1)
+    assert got
+
+
+@workload
+def dns(loop):
+    async def main():
+        for _ in range(5):
+            assert await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+            await loop.getnameinfo(("127.0.0.1", 80))
+
+    run(loop, main())
+
+
+@workload
+def sendfile(loop):
+    async def main():
+        server = await asyncio.start_server(echo_streams, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            with tempfile.TemporaryFile() as f:
+                f.write(b"file" * 10_000)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                assert await loop.sendfile(writer.transport, f, 0) == 40_000
+                assert await reader.readexactly(40_000) == b"file" * 10_000
+                writer.close()
+                await writer.wait_closed()
+
+    run(loop, main())
+
+
+@workload
 def executor(loop):
     async def main():
         for i in range(20):
@@ -449,7 +498,7 @@ def measure(name, factory, warmup, runs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("workloads", nargs="*", choices=[[], *WORKLOADS], default=[])
-    parser.add_argument("--loop", choices=["asyncio", "oxloop", "both"], default="both")
+    parser.add_argument("--loop", choices=[*LOOPS, "both", "all"], default="both")
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--runs", type=int, default=4)
     args = parser.parse_args()
@@ -457,7 +506,7 @@ def main():
         sys.exit("refleak.py needs a debug CPython (--with-pydebug): see scripts/refleak.sh")
     logging.disable(logging.CRITICAL)  # the exception handler workload logs on purpose
     warnings.simplefilter("ignore", ResourceWarning)  # unclosed_loops: on purpose
-    loops = ["asyncio", "oxloop"] if args.loop == "both" else [args.loop]
+    loops = {"both": ["asyncio", "oxloop"], "all": list(LOOPS)}.get(args.loop, [args.loop])
     leaked = []
     print(f"{sys.version.split()[0]}, {args.warmup} warm-up runs, {args.runs} counted runs")
     for name in args.workloads or WORKLOADS:
