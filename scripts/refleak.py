@@ -297,8 +297,9 @@ def tls_contexts():
     if not TLS:
         from tlshelpers import make_tls_files
 
-        files = make_tls_files(Path(tempfile.mkdtemp(prefix="oxloop-refleak-")))
-        TLS.append((files.server_context(), files.client_context()))
+        with tempfile.TemporaryDirectory(prefix="oxloop-refleak-") as directory:
+            files = make_tls_files(Path(directory))
+            TLS.append((files.server_context(), files.client_context()))  # loaded: files go
     return TLS[0]
 
 
