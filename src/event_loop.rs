@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
@@ -78,6 +79,16 @@ impl LoopCore {
     /// The counters, shared with the diagnostics watchdog thread.
     pub(crate) fn stats(&self) -> &Arc<LoopStats> {
         &self.stats
+    }
+
+    /// The loop stopped: every handle it holds goes back under the cycle collector, so that a
+    /// loop dropped unclosed with work pending is collected (see `handles.rs`).
+    fn track_held(&self, py: Python<'_>) -> PyResult<()> {
+        self.ready
+            .with(py, |ready| ready.iter().for_each(|r| r.track(py)))?;
+        self.timers
+            .with(py, |t| t.iter().for_each(|t| t.track(py)))?;
+        self.io.track(py)
     }
 
     /// asyncio's `_ensure_fd_no_transport`: an fd owned by an open transport is off limits.
@@ -165,6 +176,7 @@ impl LoopCore {
             args.unbind(),
             context.map(Bound::unbind),
             source_traceback,
+            slf.get().running.load(Ordering::Relaxed),
         )
     }
 
@@ -177,7 +189,7 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let slot = Self::new_slot(slf, callback, args, context, debug)?;
-        let queued = LoopHeld::new(py, Handle { slot })?;
+        let queued = LoopHeld::new(py, Handle { slot }, slf.get().is_running())?;
         let handle = queued.object(py);
         slf.get()
             .ready
@@ -210,7 +222,7 @@ impl LoopCore {
         };
         check_callable(&callback, method)?;
         let slot = Self::new_slot(slf, callback, args, None, false)?;
-        let handle = LoopHeld::new(py, Handle { slot })?;
+        let handle = LoopHeld::new(py, Handle { slot }, this.is_running())?;
         let fileobj = fd.cast::<PyInt>().is_err().then_some(fd);
         this.io
             .watch(py, fd_number, side, IoTarget::Callback(handle), fileobj)
@@ -394,7 +406,8 @@ impl LoopCore {
         let debug = this.check_schedule(slf, &callback, method, true)?;
         let slot = Self::new_slot(slf, callback, args, context, debug)?;
         let counter = this.timers.with(py, |t| t.cancel_counter())?;
-        let queued = LoopHeld::new(py, TimerHandle::new(slot, when, counter))?;
+        let timer = TimerHandle::new(slot, when, counter);
+        let queued = LoopHeld::new(py, timer, this.is_running())?;
         let timer = queued.object(py);
         this.timers.with(py, |t| t.push(when, queued))?;
         Ok(timer)
@@ -658,7 +671,8 @@ impl LoopCore {
         this.stopping.store(false, Ordering::Relaxed);
         this.thread_id.store(0, Ordering::Relaxed);
         this.running.store(false, Ordering::SeqCst);
-        result
+        let tracked = this.track_held(slf.py());
+        result.and(tracked)
     }
 
     /// Asks the loop to stop after the iteration in progress.
@@ -755,6 +769,34 @@ impl LoopCore {
         self.io.close(py)?;
         drop((ready, timers));
         Ok(())
+    }
+
+    /// What the loop holds, for the cycle collector: its pending handles lead back to the loop
+    /// more often than not (`call_soon(loop.stop)`, a server's accept watch, a task's timer).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(ready) = self.ready.peek() {
+            for entry in ready.iter() {
+                entry.traverse(&visit)?;
+            }
+        }
+        if let Some(timers) = self.timers.peek() {
+            for timer in timers.iter() {
+                timer.traverse(&visit)?;
+            }
+        }
+        self.io.traverse(&visit)?;
+        self.task_factory.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        let ready = self.ready.peek_mut().map(|mut q| std::mem::take(&mut *q));
+        let mut timers = Vec::new();
+        if let Some(mut heap) = self.timers.peek_mut() {
+            heap.drain(&mut timers);
+        }
+        drop((ready, timers)); // after the borrows: releasing may run `__del__`
+        self.io.clear();
+        self.task_factory.clear();
     }
 
     /// A snapshot of the loop's counters (see `oxloop.Loop.stats`).

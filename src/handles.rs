@@ -4,16 +4,23 @@
 //! Rust because one is made and run per callback: the arguments stay in the tuple Python
 //! passed us, the context is entered through the C API, and the call goes through vectorcall.
 //!
-//! While the loop holds a handle (pending in the ready queue or the timer heap, or watching an
-//! fd), neither the handle nor the context copy it made is tracked by Python's cycle collector:
-//! with a deep ready queue, collections otherwise spend most of their time walking them
-//! (measured: 70% of a call_soon benchmark for handles, a further quarter for contexts). That
-//! loses no garbage, because the loop keeps a pending handle alive anyway. Once the loop lets
-//! go (`LoopHeld` is dropped: the callback ran, the cancelled timer left the heap, the watch
-//! ended, the loop closed), a handle that something else still holds is tracked again, and so
-//! is its context once the callback ran or was cancelled: a cycle through a finished handle
-//! (say a request object kept in a context variable that holds the request's timer handle) is
-//! collected as it is with asyncio's handles.
+//! While a running loop holds a handle (pending in the ready queue or the timer heap, or
+//! watching an fd), neither the handle nor the context copy it made is tracked by Python's
+//! cycle collector: with a deep ready queue, collections otherwise spend most of their time
+//! walking them (measured: 70% of a call_soon benchmark for handles, a further quarter for
+//! contexts). That loses no garbage, because a running loop is alive and keeps its pending
+//! handles alive. Once the loop lets go (`LoopHeld` is dropped: the callback ran, the cancelled
+//! timer left the heap, the watch ended, the loop closed), a handle that something else still
+//! holds is tracked again, and so is its context once the callback ran or was cancelled: a
+//! cycle through a finished handle (say a request object kept in a context variable that holds
+//! the request's timer handle) is collected as it is with asyncio's handles.
+//!
+//! A loop that is not running can become garbage, and its pending handles usually lead back to
+//! it (`call_soon(loop.stop)`, a server's accept watch, a sleeping task's timer). So handles
+//! made while the loop is not running stay tracked, and when the loop stops every handle it
+//! still holds is tracked again (`LoopHeld::track`): the loop's `__traverse__` then shows the
+//! collector the whole cycle, and an unclosed loop dropped with work pending is collected (and
+//! closed by its `__del__`) as stock asyncio's is, instead of keeping its poller's fds forever.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -53,14 +60,17 @@ impl SlotContext {
         }
     }
 
-    fn copied(py: Python<'_>) -> PyResult<Self> {
+    /// A copy of the current context; `untrack`: hidden from the collector (module doc).
+    fn copied(py: Python<'_>, untrack: bool) -> PyResult<Self> {
         let context = copy_current_context(py)?;
-        // SAFETY: GIL held; `context` is a fresh Context only we reference, tracked by its
-        // constructor. Untracking is undone by `track` before our reference goes.
-        unsafe { ffi::PyObject_GC_UnTrack(context.as_ptr().cast()) };
+        if untrack {
+            // SAFETY: GIL held; `context` is a fresh Context only we reference, tracked by its
+            // constructor. Untracking is undone by `track` before our reference goes.
+            unsafe { ffi::PyObject_GC_UnTrack(context.as_ptr().cast()) };
+        }
         Ok(Self {
             context,
-            untracked: AtomicBool::new(true),
+            untracked: AtomicBool::new(untrack),
         })
     }
 
@@ -160,10 +170,11 @@ impl CallbackSlot {
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
         source_traceback: Option<Py<PyAny>>,
+        untrack: bool,
     ) -> PyResult<Self> {
         let context = match context {
             Some(ctx) if !ctx.is_none(py) => SlotContext::given(ctx),
-            _ => SlotContext::copied(py)?,
+            _ => SlotContext::copied(py, untrack)?,
         };
         Ok(Self {
             callback: GilCell::new(Some(Callback { func, args })),
@@ -321,13 +332,19 @@ pub struct LoopHeld<T: HandleClass> {
 }
 
 impl<T: HandleClass + Into<PyClassInitializer<T>>> LoopHeld<T> {
-    /// Makes the handle object, held by the loop.
-    pub fn new(py: Python<'_>, value: T) -> PyResult<Self> {
+    /// Makes the handle object, held by the loop; `untrack` (the loop is running): hidden
+    /// from the collector until the loop lets go or stops (module doc).
+    pub fn new(py: Python<'_>, value: T, untrack: bool) -> PyResult<Self> {
         let handle = Py::new(py, value)?;
-        // SAFETY: GIL held; `handle` is a fully initialised object we own. Untracking only
-        // removes it from the collector's lists; it is idempotent, and pyo3's dealloc uses
-        // the public untrack call, which accepts an untracked object.
-        unsafe { ffi::PyObject_GC_UnTrack(handle.as_ptr().cast()) };
+        if untrack {
+            // SAFETY: GIL held; `handle` is a fully initialised object we own. Untracking only
+            // removes it from the collector's lists; it is idempotent, and pyo3's dealloc uses
+            // the public untrack call, which accepts an untracked object.
+            unsafe { ffi::PyObject_GC_UnTrack(handle.as_ptr().cast()) };
+        } else {
+            // One from pyo3's freelist comes back untracked (its allocator only re-inits it).
+            track_again(py, &handle);
+        }
         Ok(Self {
             handle,
             settled: false,
@@ -343,6 +360,18 @@ impl<T: HandleClass> LoopHeld<T> {
     /// Another reference to the handle object, for Python.
     pub fn object(&self, py: Python<'_>) -> Py<T> {
         self.handle.clone_ref(py)
+    }
+
+    /// The loop's reference, for its `__traverse__`.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.handle)
+    }
+
+    /// The loop stopped running: the handle and its context go back under the collector,
+    /// which may now have to collect the loop through them (module doc).
+    pub fn track(&self, py: Python<'_>) {
+        track_again(py, &self.handle);
+        self.handle.get().slot().context.track(py);
     }
 
     /// The loop lets go of the handle (the cheap way, with the GIL in hand; dropping it

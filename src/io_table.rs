@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::exceptions::{PyAttributeError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyInt;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{io_error, os_error};
 use crate::gil_cell::GilCell;
@@ -62,6 +63,13 @@ impl IoTarget {
                 drop(wait);
                 Ok(())
             }
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            IoTarget::Callback(handle) => handle.traverse(visit),
+            IoTarget::Sock(wait) => wait.traverse(visit),
         }
     }
 
@@ -590,6 +598,45 @@ impl<O> IoTable<O> {
             return Ok(());
         }
         self.poller.wake().map_err(|err| io_error(py, err))
+    }
+
+    /// What the cycle collector sees through the table: watches, owners and file objects.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(entries) = self.entries.peek() else {
+            return Ok(());
+        };
+        for entry in &entries.by_fd {
+            for target in [&entry.reader, &entry.writer].into_iter().flatten() {
+                target.traverse(visit)?;
+            }
+            if let Some(owner) = &entry.owner {
+                visit.call(owner)?;
+            }
+        }
+        for fileobj in entries.fileobjs.values() {
+            visit.call(fileobj)?;
+        }
+        Ok(())
+    }
+
+    /// The loop stopped running: its fd watches go back under the cycle collector.
+    pub fn track(&self, py: Python<'_>) -> PyResult<()> {
+        self.entries.with(py, |entries| {
+            for entry in &entries.by_fd {
+                for target in [&entry.reader, &entry.writer].into_iter().flatten() {
+                    if let IoTarget::Callback(handle) = target {
+                        handle.track(py);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Lets go of every watch and owner without closing the poller (the collector's
+    /// `__clear__` of a loop; a `__del__` that closes the loop has usually done it already).
+    pub fn clear(&self) {
+        let entries = self.entries.peek_mut().map(|mut e| std::mem::take(&mut *e));
+        drop(entries); // after the borrow: releasing may run `__del__`
     }
 
     /// Closes the poller and releases every watch and owner.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{CallbackSlot, FailedCallback, Handle, LoopHeld, TimerHandle};
 use crate::io_table::{IoEvent, IoTarget, Side};
@@ -46,6 +47,26 @@ impl Ready {
             Ready::Timer(t) => t.object(py).into_any(),
             Ready::Transport(t, _) => t.clone_ref(py).into_any(),
             Ready::Sock(wait, _) => wait.future().clone_ref(py),
+        }
+    }
+
+    /// What the cycle collector sees through this entry (the loop's `__traverse__`).
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Ready::Soon(h) => h.traverse(visit),
+            Ready::Timer(t) => t.traverse(visit),
+            Ready::Io(h) => visit.call(h),
+            Ready::Sock(wait, _) => wait.traverse(visit),
+            Ready::Transport(t, _) => visit.call(t),
+        }
+    }
+
+    /// The loop stopped running: the entry's handle goes back under the cycle collector.
+    pub fn track(&self, py: Python<'_>) {
+        match self {
+            Ready::Soon(h) => h.track(py),
+            Ready::Timer(t) => t.track(py),
+            Ready::Io(_) | Ready::Sock(..) | Ready::Transport(..) => {}
         }
     }
 

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 use rustix::io::Errno;
 
 use pyo3::exceptions::PyValueError;
@@ -108,6 +109,17 @@ impl SockWait {
 
     pub fn fd(&self) -> RawFd {
         self.fd
+    }
+
+    /// What the cycle collector sees through the wait (the loop's `__traverse__`).
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.sock)?;
+        visit.call(&self.future)?;
+        match &self.op {
+            SockOp::Recv { .. } => Ok(()),
+            SockOp::RecvInto { buffer } => visit.call(buffer),
+            SockOp::SendAll { data, .. } => visit.call(data),
+        }
     }
 
     pub fn future(&self) -> &Py<PyAny> {

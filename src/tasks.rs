@@ -10,6 +10,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::gil_cell::GilCell;
 
@@ -23,6 +24,20 @@ impl TaskFactory {
 
     pub fn get(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         self.0.with(py, |f| f.as_ref().map(|f| f.clone_ref(py)))
+    }
+
+    /// The factory, for the loop's `__traverse__`.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self.0.peek() {
+            Some(factory) => visit.call(factory.as_ref()),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets go of the factory (the loop's `__clear__`).
+    pub fn clear(&self) {
+        let factory = self.0.peek_mut().and_then(|mut f| f.take());
+        drop(factory); // after the borrow: releasing may run `__del__`
     }
 
     /// `factory(loop, coro[, context=ctx])` from now on, or None for the default.

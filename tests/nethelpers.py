@@ -1,5 +1,5 @@
 """Helpers shared by the networking tests (test_tcp, test_server, test_streams, test_unix,
-test_scale): fd counting, protocols that record or echo, and resource-limit handling.
+test_scale, test_soak): fd counting, protocols that record or echo, and resource-limit handling.
 
 Not a test module: pytest puts `tests/` on `sys.path` (rootdir-relative "prepend" import mode,
 no `__init__.py`), so tests import it as `from nethelpers import ...`.
@@ -192,6 +192,56 @@ async def echo_once(port, message, host="127.0.0.1"):
     transport.write_eof()
     await proto.lost
     return bytes(proto.data)
+
+
+class CountingEcho(asyncio.Protocol):
+    """Echo protocol that tracks how many server-side connections are open at once."""
+
+    open_now = 0
+    peak = 0
+    all_closed = None  # a future set when open_now drops back to 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        CountingEcho.open_now += 1
+        CountingEcho.peak = max(CountingEcho.peak, CountingEcho.open_now)
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+    def connection_lost(self, exc):
+        CountingEcho.open_now -= 1
+        if CountingEcho.open_now == 0 and CountingEcho.all_closed is not None:
+            if not CountingEcho.all_closed.done():
+                CountingEcho.all_closed.set_result(None)
+
+
+async def hold_and_echo(count, batch=500):
+    """Open `count` connections (in batches), hold them all, echo once on each, close all."""
+    loop = asyncio.get_running_loop()
+    CountingEcho.open_now = CountingEcho.peak = 0
+    CountingEcho.all_closed = None
+    server = await loop.create_server(CountingEcho, "127.0.0.1", 0, backlog=4096)
+    port = server.sockets[0].getsockname()[1]
+    conns = []
+    for start in range(0, count, batch):
+        n = min(batch, count - start)
+        conns += await asyncio.gather(
+            *(loop.create_connection(RecordingProtocol, "127.0.0.1", port) for _ in range(n))
+        )
+    for i, (transport, _) in enumerate(conns):
+        transport.write(b"connection %05d" % i)
+    replies = await asyncio.gather(*(proto.wait_bytes(16) for _, proto in conns))
+    assert replies == [b"connection %05d" % i for i in range(count)]
+    assert CountingEcho.peak == count  # every connection was open at the same time
+    CountingEcho.all_closed = loop.create_future()
+    for transport, _ in conns:
+        transport.close()
+    await asyncio.gather(*(proto.lost for _, proto in conns))
+    # The server side sees each close as an EOF some iterations later: wait for all of them.
+    await CountingEcho.all_closed
+    server.close()
+    await server.wait_closed()
 
 
 def set_linger_zero(sock):
