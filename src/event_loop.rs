@@ -31,7 +31,6 @@ use crate::gil_cell::GilCell;
 use crate::handles::{CallbackSlot, Handle, LoopHeld, TimerHandle, check_callable};
 use crate::io_table::{IoTable, IoTarget, Side, fileobj_to_fd};
 use crate::ready::Ready;
-use crate::sock_ops::SockWait;
 use crate::stats::{Backlog, LoopStats};
 use crate::tasks::{self, TaskFactory};
 use crate::timers::TimerHeap;
@@ -76,6 +75,11 @@ pub struct LoopCore {
 }
 
 impl LoopCore {
+    /// The fd table and the poller.
+    pub(crate) fn io(&self) -> &TransportIo {
+        &self.io
+    }
+
     /// The counters, shared with the diagnostics watchdog thread.
     pub(crate) fn stats(&self) -> &Arc<LoopStats> {
         &self.stats
@@ -116,7 +120,7 @@ impl LoopCore {
     }
 
     #[inline]
-    fn check_closed(&self) -> PyResult<()> {
+    pub(crate) fn check_closed(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
             Err(closed_error())
         } else {
@@ -260,14 +264,6 @@ impl LoopCore {
             }
         };
         this.io.unwatch_if(py, fd_number, side, |_| true)
-    }
-
-    /// Registers a socket wait (`_sock_recv_wait`, `_sock_sendall_wait`).
-    fn start_sock_wait(&self, py: Python<'_>, wait: SockWait, side: Side) -> PyResult<()> {
-        self.check_closed()?;
-        let fd = wait.fd();
-        self.io
-            .watch(py, fd, side, IoTarget::Sock(Arc::new(wait)), None)
     }
 
     /// The loop's notion of now: the monotonic clock, or `loop.time()` when that is replaced.
@@ -581,69 +577,6 @@ impl LoopCore {
         Self::remove_io(slf, fd, Side::Write)
     }
 
-    /// The wait of `sock_recv(sock, n)` once a first `recv` would block: the core completes
-    /// `future` (pending, from `create_future`) with the bytes of the `recv` it does when `fd`
-    /// (`sock`'s) is readable, or with its error. Replaces any reader of `fd`, as `add_reader`
-    /// does.
-    fn _sock_recv_wait(
-        &self,
-        py: Python<'_>,
-        sock: Py<PyAny>,
-        fd: RawFd,
-        n: usize,
-        future: Py<PyAny>,
-    ) -> PyResult<()> {
-        self.start_sock_wait(py, SockWait::recv(sock, fd, future, n), Side::Read)
-    }
-
-    /// The wait of `sock_recv_into(sock, buffer)` once a first `recv` would block: as
-    /// `_sock_recv_wait`, receiving into `buffer` and completing `future` with the count.
-    fn _sock_recv_into_wait(
-        &self,
-        py: Python<'_>,
-        sock: Py<PyAny>,
-        fd: RawFd,
-        buffer: Py<PyAny>,
-        future: Py<PyAny>,
-    ) -> PyResult<()> {
-        self.start_sock_wait(
-            py,
-            SockWait::recv_into(sock, fd, future, buffer),
-            Side::Read,
-        )
-    }
-
-    /// The wait of `sock_sendall(sock, data)` once a first `send` left `rest` (a byte view)
-    /// unsent: the core sends it as `fd` becomes writable and completes `future` with None
-    /// when all is sent, or with the error. Replaces any writer of `fd`.
-    fn _sock_sendall_wait(
-        &self,
-        py: Python<'_>,
-        sock: Py<PyAny>,
-        fd: RawFd,
-        rest: Py<PyAny>,
-        future: Py<PyAny>,
-    ) -> PyResult<()> {
-        self.start_sock_wait(py, SockWait::send_all(sock, fd, future, rest), Side::Write)
-    }
-
-    /// Withdraws the socket wait of `future` from `fd` if it is still registered there (the
-    /// operation was cancelled); a newer registration of the fd number is left alone.
-    fn _sock_unwatch(&self, py: Python<'_>, fd: RawFd, future: &Bound<'_, PyAny>) -> PyResult<()> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        for side in [Side::Read, Side::Write] {
-            if self
-                .io
-                .unwatch_if(py, fd, side, |t| t.is_wait_for(future))?
-            {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     /// Runs one iteration of the loop (see the module doc for its phases).
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         slf.get().run_once_impl(slf)
@@ -684,7 +617,7 @@ impl LoopCore {
         self.running.load(Ordering::SeqCst)
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
 

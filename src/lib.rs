@@ -24,6 +24,7 @@ mod fastcall;
 mod gil_cell;
 mod handles;
 mod io_table;
+mod loop_sock;
 mod poller;
 mod ready;
 mod sock_ops;
