@@ -8,12 +8,22 @@ Tests that only oxloop can pass are marked `@pytest.mark.oxloop_only("why")`; th
 the oxloop factory. `@pytest.mark.oxloop_only("why", since=(3, 12))` marks behaviour stock asyncio
 had up to that Python version and dropped: the asyncio run is skipped from that version on;
 `before=(3, 12)` marks behaviour stock asyncio gained in that version.
+
+Every loop made through these fixtures is checked when the test ends (tests/teardown_checks.py):
+an exception handler call the test did not expect, a pending task, an fd, a thread or an object
+left to the garbage collector fails the test at teardown. A test that expects handler calls says
+so with `@pytest.mark.exception_handler_expected("why")` or by taking the `exception_contexts`
+fixture (the contexts, to assert on); one that sets its own handler checks them itself.
+`@pytest.mark.default_exception_handler("why")` leaves the loop's handler as it comes (for tests
+of the default handler).
 """
 
 import asyncio
+import functools
 import sys
 
 import pytest
+from teardown_checks import Checks
 
 import oxloop
 
@@ -25,6 +35,12 @@ LOOP_FACTORIES = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "oxloop_only(reason): behaviour stock asyncio does not have")
+    config.addinivalue_line(
+        "markers", "exception_handler_expected(reason): the test makes its loops report errors"
+    )
+    config.addinivalue_line(
+        "markers", "default_exception_handler(reason): no recording handler on the test's loops"
+    )
 
 
 @pytest.fixture(params=sorted(LOOP_FACTORIES))
@@ -43,18 +59,38 @@ def loop_name(request):
 
 
 @pytest.fixture
-def loop_factory(loop_name):
-    return LOOP_FACTORIES[loop_name]
+def teardown_checks(request):
+    """The checks over every loop the test makes through `loop_factory` (see the module doc)."""
+    checks = Checks(
+        handler_expected=request.node.get_closest_marker("exception_handler_expected") is not None,
+        consumes_contexts="exception_contexts" in request.fixturenames,
+        keep_handler=request.node.get_closest_marker("default_exception_handler") is not None,
+    )
+    yield checks
+    problems = checks.finish()
+    if problems:
+        pytest.fail("left behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def exception_contexts(teardown_checks):
+    """The contexts the test's loops gave their exception handler, in order: a test that takes
+    this fixture expects (and asserts on) them."""
+    return teardown_checks.contexts
+
+
+@pytest.fixture
+def loop_factory(loop_name, teardown_checks):
+    make = LOOP_FACTORIES[loop_name]
+
+    @functools.wraps(make)
+    def factory(*args, **kwargs):
+        return teardown_checks.adopt(make(*args, **kwargs))
+
+    return factory
 
 
 @pytest.fixture
 def loop(loop_factory):
-    lp = loop_factory()
-    try:
-        yield lp
-    finally:
-        if not lp.is_closed():
-            if lp.is_running():
-                lp.stop()
-            lp.close()
-        asyncio.set_event_loop(None)
+    """A fresh loop; the teardown checks close it."""
+    return loop_factory()
