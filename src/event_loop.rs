@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
@@ -740,6 +741,22 @@ impl LoopCore {
         self.io.close(py)?;
         drop((ready, timers));
         Ok(())
+    }
+
+    /// What the loop holds, for the cycle collector: pending callbacks and timers refer to
+    /// the loop more often than not, and an unclosed loop dropped with them must still be
+    /// found to be garbage (its `__del__` then warns and closes it, as asyncio's does).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(ready) = self.ready.peek() {
+            ready.iter().try_for_each(|entry| entry.traverse(&visit))?;
+        }
+        if let Some(timers) = self.timers.peek() {
+            timers.iter().try_for_each(|timer| timer.traverse(&visit))?;
+        }
+        if Arc::strong_count(&self.io) == 1 {
+            self.io.traverse(&visit)?; // else transports share the table: not ours to report
+        }
+        self.task_factory.traverse(&visit)
     }
 
     /// A snapshot of the loop's counters (see `oxloop.Loop.stats`).

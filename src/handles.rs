@@ -257,7 +257,7 @@ impl CallbackSlot {
     }
 
     /// What the cycle collector sees through a handle (once the loop no longer holds it).
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(callback) = self.callback.peek()
             && let Some(callback) = callback.as_ref()
         {
@@ -343,6 +343,19 @@ impl<T: HandleClass> LoopHeld<T> {
     /// Another reference to the handle object, for Python.
     pub fn object(&self, py: Python<'_>) -> Py<T> {
         self.handle.clone_ref(py)
+    }
+
+    /// Shows the cycle collector what the handle holds, on the loop's behalf: the handle is
+    /// untracked, so the collector cannot look inside it by itself, and a dropped loop whose
+    /// pending callbacks refer to it (`call_soon(loop.stop)`, a task's step) would never be
+    /// found to be garbage. Only while the loop is the handle's sole holder: a reference held
+    /// elsewhere is not the loop's to account for.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: the collector calls `__traverse__` with the GIL held; `handle` is alive.
+        if unsafe { ffi::Py_REFCNT(self.handle.as_ptr()) } == 1 {
+            self.handle.get().slot().traverse(visit)?;
+        }
+        Ok(())
     }
 
     /// The loop lets go of the handle (the cheap way, with the GIL in hand; dropping it

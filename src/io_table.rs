@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::exceptions::{PyAttributeError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyInt;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::{io_error, os_error};
 use crate::gil_cell::GilCell;
@@ -567,6 +568,29 @@ impl<O> IoTable<O> {
     }
 
     /// Closes the poller and releases every watch and owner.
+    /// The references the table holds, for the loop's `__traverse__` (which calls this only
+    /// while the loop is the table's sole holder). Socket waits are left out: their futures
+    /// are also held by whoever awaits them.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(entries) = self.entries.peek() else {
+            return Ok(());
+        };
+        for entry in &entries.by_fd {
+            for target in [&entry.reader, &entry.writer].into_iter().flatten() {
+                if let IoTarget::Callback(handle) = target {
+                    handle.traverse(visit)?;
+                }
+            }
+            if let Some(owner) = &entry.owner {
+                visit.call(owner)?;
+            }
+        }
+        for fileobj in entries.fileobjs.values() {
+            visit.call(fileobj)?;
+        }
+        Ok(())
+    }
+
     pub fn close(&self, py: Python<'_>) -> PyResult<()> {
         let entries = self.entries.with(py, std::mem::take)?;
         self.poller.close();

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{CallbackSlot, FailedCallback, Handle, LoopHeld, TimerHandle};
 use crate::io_table::{IoEvent, IoTarget, Side};
@@ -44,6 +45,18 @@ impl Ready {
             Ready::Timer(t) => t.object(py).into_any(),
             Ready::Transport(t, _) => t.clone_ref(py).into_any(),
             Ready::Sock(wait, _) => wait.future().clone_ref(py),
+        }
+    }
+
+    /// The references the entry holds, for the loop's `__traverse__`. A socket wait is shared
+    /// with the fd table, so it is not the queue's alone to report.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Ready::Soon(h) => h.traverse(visit),
+            Ready::Timer(t) => t.traverse(visit),
+            Ready::Io(h) => visit.call(h),
+            Ready::Transport(t, _) => visit.call(t),
+            Ready::Sock(..) => Ok(()),
         }
     }
 

@@ -25,6 +25,13 @@ impl TaskFactory {
         self.0.with(py, |f| f.as_ref().map(|f| f.clone_ref(py)))
     }
 
+    pub fn traverse(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        match self.0.peek().as_deref() {
+            Some(Some(factory)) => visit.call(factory),
+            _ => Ok(()),
+        }
+    }
+
     /// `factory(loop, coro[, context=ctx])` from now on, or None for the default.
     pub fn set(&self, py: Python<'_>, factory: Option<Py<PyAny>>) -> PyResult<()> {
         if let Some(f) = &factory

@@ -149,6 +149,11 @@ impl<T: Timer> TimerHeap<T> {
         fired
     }
 
+    /// The timers in no particular order (for the loop's `__traverse__`).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.heap.iter().map(|entry| &entry.timer)
+    }
+
     /// Empties the heap (loop close), handing every timer to `garbage`.
     pub fn drain(&mut self, garbage: &mut Vec<T>) {
         for entry in std::mem::take(&mut self.heap).into_vec() {
