@@ -12,12 +12,22 @@ had up to that Python version and dropped: the asyncio run is skipped from that 
 A module or test marked `@pytest.mark.tls_loops` runs on a third loop too, `oxloop-stdlib`:
 oxloop with asyncio's own TLS protocol (`OXLOOP_TLS=stdlib`) instead of its Rust TLS layer, so
 the TLS tests check both of oxloop's TLS paths against stock asyncio.
+
+Every loop made through these fixtures is checked when the test ends (tests/teardown_checks.py):
+an exception handler call the test did not expect, a pending task, an fd, a thread or an object
+left to the garbage collector fails the test at teardown. A test that expects handler calls says
+so with `@pytest.mark.exception_handler_expected("why")` or by taking the `exception_contexts`
+fixture (the contexts, to assert on); one that sets its own handler checks them itself.
+`@pytest.mark.default_exception_handler("why")` leaves the loop's handler as it comes (for tests
+of the default handler).
 """
 
 import asyncio
+import functools
 import sys
 
 import pytest
+from teardown_checks import Checks
 
 import oxloop
 
@@ -40,24 +50,23 @@ TLS_LOOP_FACTORIES = {**LOOP_FACTORIES, "oxloop-stdlib": _oxloop_with_stdlib_tls
 def pytest_configure(config):
     config.addinivalue_line("markers", "oxloop_only(reason): behaviour stock asyncio does not have")
     config.addinivalue_line("markers", "tls_loops: also run on oxloop with asyncio's TLS protocol")
+    config.addinivalue_line(
+        "markers", "exception_handler_expected(reason): the test makes its loops report errors"
+    )
+    config.addinivalue_line(
+        "markers", "default_exception_handler(reason): no recording handler on the test's loops"
+    )
 
 
-def pytest_collection_modifyitems(config, items):
-    # The oxloop-stdlib variant is kept only for tests marked tls_loops.
-    extra = [
-        item
-        for item in items
-        if getattr(item, "callspec", None) is not None
-        and item.callspec.params.get("loop_name") == "oxloop-stdlib"
-        and item.get_closest_marker("tls_loops") is None
-    ]
-    if extra:
-        dropped = set(map(id, extra))
-        items[:] = [item for item in items if id(item) not in dropped]
-        config.hook.pytest_deselected(items=extra)
+def pytest_generate_tests(metafunc):
+    # Every test that runs on the loops runs on asyncio and oxloop; tls_loops adds oxloop-stdlib.
+    if "loop_name" in metafunc.fixturenames:
+        tls = metafunc.definition.get_closest_marker("tls_loops") is not None
+        names = sorted(TLS_LOOP_FACTORIES if tls else LOOP_FACTORIES)
+        metafunc.parametrize("loop_name", names, indirect=True)
 
 
-@pytest.fixture(params=sorted(TLS_LOOP_FACTORIES))
+@pytest.fixture
 def loop_name(request):
     marker = request.node.get_closest_marker("oxloop_only")
     if marker is not None and not request.param.startswith("oxloop"):
@@ -73,18 +82,38 @@ def loop_name(request):
 
 
 @pytest.fixture
-def loop_factory(loop_name):
-    return TLS_LOOP_FACTORIES[loop_name]
+def teardown_checks(request):
+    """The checks over every loop the test makes through `loop_factory` (see the module doc)."""
+    checks = Checks(
+        handler_expected=request.node.get_closest_marker("exception_handler_expected") is not None,
+        consumes_contexts="exception_contexts" in request.fixturenames,
+        keep_handler=request.node.get_closest_marker("default_exception_handler") is not None,
+    )
+    yield checks
+    problems = checks.finish()
+    if problems:
+        pytest.fail("left behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def exception_contexts(teardown_checks):
+    """The contexts the test's loops gave their exception handler, in order: a test that takes
+    this fixture expects (and asserts on) them."""
+    return teardown_checks.contexts
+
+
+@pytest.fixture
+def loop_factory(loop_name, teardown_checks):
+    make = TLS_LOOP_FACTORIES[loop_name]
+
+    @functools.wraps(make)
+    def factory(*args, **kwargs):
+        return teardown_checks.adopt(make(*args, **kwargs))
+
+    return factory
 
 
 @pytest.fixture
 def loop(loop_factory):
-    lp = loop_factory()
-    try:
-        yield lp
-    finally:
-        if not lp.is_closed():
-            if lp.is_running():
-                lp.stop()
-            lp.close()
-        asyncio.set_event_loop(None)
+    """A fresh loop; the teardown checks close it."""
+    return loop_factory()

@@ -591,6 +591,7 @@ def test_callback_exception_message_names_the_callback(loop, debug, method):
     assert re.search(r"Exception in callback .*zero_error", contexts[0]["message"])
 
 
+@pytest.mark.default_exception_handler("the path without a handler set")
 def test_callback_exception_without_handler_is_logged(loop, caplog):
     def bad():
         raise ZeroDivisionError("logged")
@@ -653,6 +654,7 @@ def test_base_exception_in_callback_does_not_reach_exception_handler(loop, exc_t
 # --- exception handler API -------------------------------------------------------------------
 
 
+@pytest.mark.default_exception_handler("checks that a new loop has no handler")
 def test_get_exception_handler(loop):
     assert loop.get_exception_handler() is None
 
@@ -665,6 +667,7 @@ def test_get_exception_handler(loop):
     assert loop.get_exception_handler() is None
 
 
+@pytest.mark.default_exception_handler("checks the handler stays unset")
 @pytest.mark.parametrize("bad", [1, "handler", object()])
 def test_set_exception_handler_non_callable_raises_type_error(loop, bad):
     with pytest.raises(TypeError):
@@ -700,6 +703,7 @@ def test_exception_handler_that_raises_falls_back_to_default_handler(loop, caplo
     assert records[0].exc_info[1] is err
 
 
+@pytest.mark.default_exception_handler("the path without a handler set")
 def test_call_exception_handler_without_handler_logs(loop, caplog):
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         loop.call_exception_handler({"message": "something went wrong"})

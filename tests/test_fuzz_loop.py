@@ -20,7 +20,7 @@ import sys
 import time
 
 import pytest
-from fuzzworld import World
+from fuzzworld import World, finalisers_checked
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -208,7 +208,8 @@ def fuzz_settings(examples):
 @pytest.mark.timeout(300)
 def test_asyncio_and_oxloop_agree_on_random_programs():
     LoopsAgree.TestCase.settings = fuzz_settings(150)
-    LoopsAgree.TestCase().runTest()
+    with finalisers_checked():
+        LoopsAgree.TestCase().runTest()
 
 
 @pytest.mark.skipif("OXLOOP_FUZZ_LONG" not in os.environ, reason="long mode: OXLOOP_FUZZ_LONG")
@@ -220,6 +221,7 @@ def test_long_fuzz_run():
     rounds = 0
     while time.monotonic() < deadline:
         LoopsAgree.TestCase.settings = fuzz_settings(100)
-        LoopsAgree.TestCase().runTest()
+        with finalisers_checked():
+            LoopsAgree.TestCase().runTest()
         rounds += 1
     print(f"{rounds * 100} programs, {OPERATIONS[0]} operations on both loops", file=sys.stderr)

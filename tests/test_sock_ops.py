@@ -674,7 +674,12 @@ def sendfile_through(loop, pair, file, *args, **kwargs):
 
     async def main():
         reader = asyncio.ensure_future(receive_all(loop, b))
-        sent = await loop.sock_sendfile(a, file, *args, **kwargs)
+        try:
+            sent = await loop.sock_sendfile(a, file, *args, **kwargs)
+        except BaseException:
+            reader.cancel()  # nothing will come: don't leave it waiting
+            await asyncio.wait([reader])
+            raise
         a.shutdown(socket.SHUT_WR)
         return sent, await reader
 

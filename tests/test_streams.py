@@ -52,6 +52,8 @@ def test_stream_read_helpers_split_the_byte_stream(loop):
         writer.write(b"line one\nline two\nEXACT|until>>rest")
         writer.write_eof()
         await writer.drain()
+        writer.close()
+        await writer.wait_closed()
 
     async def main():
         server = await asyncio.start_server(handler, "127.0.0.1", 0)

@@ -258,9 +258,10 @@ def test_connection_lost_called_exactly_once_whatever_close_calls(loop, calls):
         assert await proto.lost is None
         await server_proto.lost
         # a full round trip on another connection gives a second call time to show up
-        _, port = await start_echo_server()
+        echo_server, port = await start_echo_server()
         assert await echo_once(port, b"x") == b"x"
         assert proto.events.count("connection_lost") == 1
+        echo_server.close()
         server.close()
 
     run(loop, main())
@@ -289,8 +290,9 @@ def test_exception_in_data_received_goes_to_exception_handler(loop):
         assert exc is context["exception"]
         assert transport.is_closing()
         # the loop keeps serving other connections
-        _, port = await start_echo_server()
+        echo_server, port = await start_echo_server()
         assert await echo_once(port, b"still alive") == b"still alive"
+        echo_server.close()
         server.close()
 
     run(loop, main())
@@ -707,7 +709,7 @@ def test_pause_reading_stops_data_received_until_resume_reading(loop):
         server_proto.transport.write(b"held back")
         assert server_proto.transport.get_write_buffer_size() == 0  # it is in our kernel buffer
         # whole round trips on another connection: the loop polls many times meanwhile
-        _, port = await start_echo_server()
+        echo_server, port = await start_echo_server()
         for _ in range(3):
             assert await echo_once(port, b"x") == b"x"
         assert proto.data == b""
@@ -716,6 +718,7 @@ def test_pause_reading_stops_data_received_until_resume_reading(loop):
         assert transport.is_reading() is True
         assert await proto.wait_bytes(9) == b"held back"
         transport.close()
+        echo_server.close()
         server.close()
 
     run(loop, main())
@@ -727,7 +730,7 @@ def test_pause_reading_also_holds_back_eof(loop):
         transport.pause_reading()
         server_proto.transport.write(b"data")
         server_proto.transport.write_eof()
-        _, port = await start_echo_server()
+        echo_server, port = await start_echo_server()
         assert await echo_once(port, b"x") == b"x"
         assert proto.events == ["connection_made"]
         transport.resume_reading()
@@ -738,6 +741,7 @@ def test_pause_reading_also_holds_back_eof(loop):
             "eof_received",
             "connection_lost",
         ]
+        echo_server.close()
         server.close()
 
     run(loop, main())
@@ -947,7 +951,7 @@ def test_peer_reset_gives_connection_reset_error_and_others_keep_working(loop):
 
     async def main():
         server, transport, proto, server_proto = await tcp_pair()
-        _, echo_port = await start_echo_server()
+        echo_server, echo_port = await start_echo_server()
         other, other_proto = await loop.create_connection(RecordingProtocol, "127.0.0.1", echo_port)
         set_linger_zero(server_proto.transport.get_extra_info("socket"))
         server_proto.transport.abort()  # close with SO_LINGER 0: the kernel sends RST
@@ -961,6 +965,7 @@ def test_peer_reset_gives_connection_reset_error_and_others_keep_working(loop):
         other.write(b"unaffected")
         assert await other_proto.wait_bytes(10) == b"unaffected"
         other.close()
+        echo_server.close()
         server.close()
 
     run(loop, main())
