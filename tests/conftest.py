@@ -28,6 +28,7 @@ import sys
 
 import pytest
 from teardown_checks import Checks
+from tlshelpers import make_tls_files
 
 import oxloop
 
@@ -117,3 +118,9 @@ def loop_factory(loop_name, teardown_checks):
 def loop(loop_factory):
     """A fresh loop; the teardown checks close it."""
     return loop_factory()
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory):
+    """Certificates for the TLS tests (a CA, a server certificate and key), made once a session."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))

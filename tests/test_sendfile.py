@@ -20,16 +20,11 @@ from nethelpers import (
     set_linger_zero,
     shrink_buffers,
 )
-from tlshelpers import SERVER_HOSTNAME, make_tls_files
+from tlshelpers import SERVER_HOSTNAME
 
 SIZE = 3 * 1024 * 1024 + 12345  # a few MiB, not a multiple of any block size
 DATA = payload(SIZE, seed=b"sendfile")
 BIG = 16 * 1024 * 1024  # more than loopback buffers hold while the receiver does not read
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory):
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

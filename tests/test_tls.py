@@ -16,23 +16,11 @@ import ssl
 
 import pytest
 from nethelpers import Accepted, EchoProtocol, RecordingProtocol, fd_count, payload, run
-from tlshelpers import SERVER_HOSTNAME, make_tls_files, untrusting_client_context
+from tlshelpers import SERVER_HOSTNAME, record_exception_handler, untrusting_client_context
 
 pytestmark = pytest.mark.tls_loops
 
 SHORT = 0.3  # seconds: handshake timeouts that must fire
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory):
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-def record_exception_handler(loop):
-    """Install an exception handler that keeps every context it gets; returns that list."""
-    calls = []
-    loop.set_exception_handler(lambda _loop, context: calls.append(context))
-    return calls
 
 
 async def fds_back_to(before, timeout=2.0):

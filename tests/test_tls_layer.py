@@ -18,23 +18,12 @@ import weakref
 
 import pytest
 from nethelpers import Accepted, EchoProtocol, RecordingProtocol, payload, run, shrink_buffers
-from tlshelpers import SERVER_HOSTNAME, make_tls_files
+from tlshelpers import SERVER_HOSTNAME, record_exception_handler
 
 import oxloop
 import oxloop.tls
 
 pytestmark = pytest.mark.tls_loops
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory):
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-def record_exception_handler(loop):
-    calls = []
-    loop.set_exception_handler(lambda _loop, context: calls.append(context))
-    return calls
 
 
 async def tls_server(tls, factory):

@@ -92,3 +92,10 @@ def make_tls_files(directory):
         cwd=directory,
     )  # fmt: skip
     return TLSFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+
+
+def record_exception_handler(loop):
+    """Install an exception handler that keeps every context it gets; returns that list."""
+    calls = []
+    loop.set_exception_handler(lambda _loop, context: calls.append(context))
+    return calls
