@@ -65,7 +65,10 @@ def test_cleans_up(loop):
 @pytest.mark.timeout(120)
 def test_teardown_checks_fail_what_leaks_and_pass_what_cleans_up(pytester):
     pytester.makeconftest((HERE / "conftest.py").read_text())
-    pytester.makepyfile(teardown_checks=(HERE / "teardown_checks.py").read_text())
+    pytester.makepyfile(
+        teardown_checks=(HERE / "teardown_checks.py").read_text(),
+        tlshelpers=(HERE / "tlshelpers.py").read_text(),
+    )
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=14, errors=8)

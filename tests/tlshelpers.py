@@ -2,8 +2,8 @@
 server certificate for `localhost` / 127.0.0.1, made at test time with the `openssl` command
 line, and the `ssl.SSLContext`s built from them.
 
-Not a test module: tests import it as `from tlshelpers import ...` (see nethelpers). Each test
-module that needs certificates declares a session-scoped fixture calling `make_tls_files`.
+Not a test module: tests import it as `from tlshelpers import ...` (see nethelpers). The
+session-scoped `tls` fixture of conftest.py calls `make_tls_files` once per run.
 """
 
 import dataclasses
