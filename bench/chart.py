@@ -3,9 +3,10 @@ asyncio, uvloop and oxloop side by side (uvloop is 1.0; longer bars are better).
 
     python bench/core.py --json bench/results/core.json
     python bench/net.py --json bench/results/net.json
-    python bench/chart.py bench/results/core.json bench/results/net.json -o bench/chart.png
+    python bench/tls.py --json bench/results/tls.json
+    python bench/chart.py bench/results/core.json bench/results/net.json bench/results/tls.json
 
-It reads the ``ratio_to_uvloop`` the two scripts put in their JSON, so the chart and the tables
+It reads the ``ratio_to_uvloop`` the scripts put in their JSON, so the chart and the tables
 come from the same run. Needs matplotlib (the ``bench`` extra).
 """
 
@@ -18,16 +19,21 @@ LOOPS = ("asyncio", "uvloop", "oxloop")
 COLOURS = {"asyncio": "#9e9e9e", "uvloop": "#4c72b0", "oxloop": "#dd8452"}
 
 
-def ratios(reports: list[dict]) -> list[tuple[str, dict[str, float]]]:
-    """(row, {loop: ratio to uvloop}) for every row that has uvloop and oxloop results."""
+def ratios(reports: dict[str, dict]) -> list[tuple[str, dict[str, float]]]:
+    """(label, {loop: ratio to uvloop}) for every row that has uvloop and oxloop results.
+
+    `reports` maps a report's name (its file's stem: core, net, tls) to its JSON. With more than
+    one report each label starts with that name: net.py and tls.py both have a `streams_1k`.
+    """
     found = []
-    for report in reports:
+    for name, report in reports.items():
+        prefix = f"{name}: " if len(reports) > 1 else ""
         for row, entry in report["rows"].items():
             by_loop = dict(entry.get("ratio_to_uvloop", {}))
             if "oxloop" not in by_loop:
                 continue
             by_loop["uvloop"] = 1.0
-            found.append((row, {loop: by_loop[loop] for loop in LOOPS if loop in by_loop}))
+            found.append((prefix + row, {loop: by_loop[loop] for loop in LOOPS if loop in by_loop}))
     return found
 
 
@@ -57,22 +63,19 @@ def draw(rows: list[tuple[str, dict[str, float]]], title: str, path: str) -> Non
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("reports", nargs="+", help="JSON files of bench/core.py or bench/net.py")
+    parser.add_argument("reports", nargs="+", help="JSON files of bench/core.py, net.py, tls.py")
     parser.add_argument("-o", "--output", default="bench/chart.png", help="the PNG to write")
     args = parser.parse_args(argv)
-    reports = []
-    for name in args.reports:
-        with open(name) as f:
-            reports.append(json.load(f))
+    reports = {}
+    for path in args.reports:
+        with open(path) as f:
+            reports[os.path.splitext(os.path.basename(path))[0]] = json.load(f)
     rows = ratios(reports)
     if not rows:
         print("chart.py: no row has both uvloop and oxloop results", file=sys.stderr)
         return 1
-    first = reports[0]
-    rounds = ", ".join(
-        f"{os.path.splitext(os.path.basename(name))[0]}: {report['rounds']} round(s)"
-        for name, report in zip(args.reports, reports, strict=True)
-    )
+    first = next(iter(reports.values()))
+    rounds = ", ".join(f"{name}: {report['rounds']} round(s)" for name, report in reports.items())
     title = (
         f"{first['date'][:10]}, {first['machine']['cpu']}, CPython {first['machine']['python']}, "
         f"uvloop {first['machine']['uvloop']}; {rounds}"

@@ -32,3 +32,17 @@ def test_chart_from_a_quick_core_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "(2 rows)" in proc.stdout
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_rows_of_several_reports_are_labelled_by_report():
+    # net.py and tls.py both have a streams_1k row: the chart must tell them apart.
+    sys.path.insert(0, str(BENCH))
+    try:
+        import chart
+    finally:
+        sys.path.remove(str(BENCH))
+    row = {"ratio_to_uvloop": {"oxloop": 1.5, "asyncio": 0.5}}
+    reports = {"net": {"rows": {"streams_1k": row}}, "tls": {"rows": {"streams_1k": row}}}
+    labels = [label for label, _ in chart.ratios(reports)]
+    assert labels == ["net: streams_1k", "tls: streams_1k"]
+    assert [label for label, _ in chart.ratios({"core": reports["net"]})] == ["streams_1k"]
