@@ -28,7 +28,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::clock;
 use crate::gil_cell::GilCell;
-use crate::handles::{CallbackSlot, Handle, LoopHeld, TimerHandle, check_callable};
+use crate::handles::{CallbackSlot, Handle, LoopHeld, TimerHandle, check_callable, track_handle};
 use crate::io_table::{IoTable, IoTarget, Side, fileobj_to_fd};
 use crate::ready::Ready;
 use crate::stats::{Backlog, LoopStats};
@@ -198,6 +198,13 @@ impl LoopCore {
         slf.get()
             .ready
             .with(py, |q| q.push_back(Ready::Soon(queued)))?;
+        if !slf.get().is_running() {
+            // From another thread, the loop may have stopped while this handle was made (a
+            // collection inside an allocation runs Python code, which lets the loop thread take
+            // the GIL): its stop did not see the handle, hidden from the collector as a running
+            // loop's handles are, so it goes back under the collector here.
+            track_handle(py, &handle);
+        }
         Ok(handle)
     }
 

@@ -81,6 +81,12 @@ impl SlotContext {
     }
 }
 
+/// Puts a handle and its context back under the cycle collector (each if not tracked).
+pub fn track_handle<T: HandleClass>(py: Python<'_>, handle: &Py<T>) {
+    track_again(py, handle);
+    handle.get().slot().context.track(py);
+}
+
 /// Puts `object` back under the cycle collector if it is not tracked.
 fn track_again<T>(_py: Python<'_>, object: &Py<T>) {
     let ptr = object.as_ptr();
@@ -370,8 +376,7 @@ impl<T: HandleClass> LoopHeld<T> {
     /// The loop stopped running: the handle and its context go back under the collector,
     /// which may now have to collect the loop through them (module doc).
     pub fn track(&self, py: Python<'_>) {
-        track_again(py, &self.handle);
-        self.handle.get().slot().context.track(py);
+        track_handle(py, &self.handle);
     }
 
     /// The loop lets go of the handle (the cheap way, with the GIL in hand; dropping it

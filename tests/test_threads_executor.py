@@ -6,6 +6,7 @@ asyncio.to_thread and asyncio.run_coroutine_threadsafe.
 import asyncio
 import concurrent.futures
 import contextvars
+import gc
 import threading
 import time
 
@@ -269,3 +270,52 @@ def test_run_coroutine_threadsafe_to_loop_running_in_thread(loop):
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
     assert not runner.is_alive()
+
+
+def test_threadsafe_handle_made_while_the_loop_stops_stays_collectable(loop):
+    """A call_soon_threadsafe from another thread whose allocations run a collection, during
+    which the loop thread stops the loop: the handle lands in the queue of a stopped loop, and
+    it and its context must be under the cycle collector, as every handle of a stopped loop is
+    (an unclosed loop dropped with it pending must be collectable through it).
+
+    A gc callback stops the loop from inside the first collection the other thread runs (the
+    lowest threshold makes one run inside the call, in the allocations of its handle; it failed
+    so before the fix). Whatever the interleaving, once the loop has stopped the handle must be
+    tracked; if no collection ran there, the thread stops the loop itself after the call."""
+    stopped = threading.Event()
+    fired = []
+
+    def stop_the_loop_during_this_collection(phase, info):
+        if phase != "start" or fired or threading.current_thread() is not worker:
+            return
+        fired.append(True)
+        loop.call_soon_threadsafe(loop.stop)
+        # Waiting lets the loop thread take the GIL, see the stop and finish run_forever.
+        stopped.wait(10)
+
+    made = []
+
+    def other_thread():
+        old = gc.get_threshold()
+        gc.callbacks.append(stop_the_loop_during_this_collection)
+        gc.set_threshold(1)
+        try:
+            made.append(loop.call_soon_threadsafe(print, "never runs"))
+        finally:
+            gc.set_threshold(*old)
+            gc.callbacks.remove(stop_the_loop_during_this_collection)
+            if not fired:
+                loop.call_soon_threadsafe(loop.stop)
+
+    worker = threading.Thread(target=other_thread, daemon=True)
+    loop.call_soon(worker.start)
+    loop.run_forever()
+    stopped.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    [handle] = made
+    assert gc.is_tracked(handle)
+    # Handle.get_context() is 3.12+ on asyncio.
+    context = handle.get_context() if hasattr(handle, "get_context") else handle._context
+    assert gc.is_tracked(context)
+    handle.cancel()
