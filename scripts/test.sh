@@ -30,25 +30,34 @@ prepare() { # interpreter version -> a virtualenv with the project and its test 
     "$venv/bin/python" -m pip install -q -e '.[dev]'
 }
 
+started=$SECONDS
+step() { # a section header, with the time since the start, to see where CI's minutes go
+    echo "== $* [$((SECONDS - started)) s]"
+}
+
 first=${PYTHONS%% *}
-echo "== Python $first: install"
+step "Python $first: install"
 prepare "$first"
 lint_venv=$(venv_dir "$first")
 
-echo "== lint"
+step lint
 cargo fmt --check
 cargo clippy -q --all-targets -- -D warnings
 "$lint_venv/bin/ruff" check python tests bench examples
 "$lint_venv/bin/ruff" format --check python tests bench examples
 
-echo "== cargo test"
+step "cargo test"
 cargo test -q
 
-echo "== wheel: built with zig, installed without Rust, examples run (Python $first only)"
+step "wheel: built with zig, installed without Rust, examples run (Python $first only)"
 PYTHON=$first bash scripts/test-wheel.sh
 
 for version in $PYTHONS; do
-    echo "== Python $version: pytest"
-    [ "$version" = "$first" ] || prepare "$version"
+    if [ "$version" != "$first" ]; then
+        step "Python $version: install"
+        prepare "$version"
+    fi
+    step "Python $version: pytest"
     "$(venv_dir "$version")/bin/python" -m pytest -q -p no:cacheprovider "$@"
 done
+step done
