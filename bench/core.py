@@ -16,24 +16,16 @@ See bench/README.md for what each row measures and how to read the ratios.
 
 import argparse
 import asyncio
-import datetime
 import gc
 import json
-import os
-import platform
 import random
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-ALL_LOOPS = ("asyncio", "uvloop", "oxloop")
-# Selectable with --loops, not run by default: oxloop with its diagnostics mode on.
-EXTRA_LOOPS = ("oxloop-diag",)
-WORKER_TIMEOUT = 300  # seconds; a hung loop fails its cell instead of hanging the run
-
+import common  # bench/common.py: loops, worker processes, options, statistics, the report
+from common import ALL_LOOPS, EXTRA_LOOPS
 
 # ---------------------------------------------------------------------------------------------
 # Workloads. Each takes (loop, n), runs n operations on the loop and returns the elapsed
@@ -231,45 +223,10 @@ ROWS = {
 # ---------------------------------------------------------------------------------------------
 
 
-def make_loop(name):
-    if name == "asyncio":
-        return asyncio.new_event_loop()
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
-    if name == "oxloop":
-        import oxloop
-
-        return oxloop.new_event_loop(diagnostics=False)
-    if name == "oxloop-diag":
-        import oxloop
-        from oxloop.diagnostics import Settings
-
-        # Everything on; reports would only go to the log, and a benchmark provokes none.
-        return oxloop.new_event_loop(diagnostics=Settings(summary_at_close=False))
-    raise ValueError(f"unknown loop {name!r}")
-
-
-def probe(loop_name):
-    """Import the loop and make one; return what the report says about it."""
-    loop = make_loop(loop_name)
-    try:
-        cls = type(loop)
-        module = sys.modules[loop_name.split("-")[0]]
-        return {
-            "version": getattr(module, "__version__", None),
-            "file": getattr(module, "__file__", None),
-            "loop_class": f"{cls.__module__}.{cls.__qualname__}",
-        }
-    finally:
-        loop.close()
-
-
 def work(loop_name, row_name, n):
     """Warm up on a tenth of the size, then time one full-size run on the same loop."""
     row = ROWS[row_name]
-    loop = make_loop(loop_name)
+    loop = common.make_loop(loop_name)
     asyncio.set_event_loop(loop)
     try:
         warm = n // 10
@@ -291,144 +248,41 @@ def work(loop_name, row_name, n):
 # ---------------------------------------------------------------------------------------------
 
 
-def spawn(args):
-    """Run this script in a child process with `args`; return (parsed JSON or None, error)."""
-    # OXLOOP_DIAGNOSTICS* would switch diagnostics on in the plain oxloop workers too.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OXLOOP_DIAGNOSTICS")}
-    env["PYTHONHASHSEED"] = "0"
-    try:
-        proc = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), *args],
-            capture_output=True,
-            text=True,
-            timeout=WORKER_TIMEOUT,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return None, f"timed out after {WORKER_TIMEOUT} s"
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        return None, f"exit {proc.returncode}: {tail}"
-    try:
-        return json.loads(proc.stdout.strip().splitlines()[-1]), None
-    except (IndexError, ValueError):
-        return None, f"unreadable worker output: {proc.stdout[-200:]!r}"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def summarize(samples):
-    s = sorted(samples)
-    if len(s) >= 4:
-        q1, _, q3 = statistics.quantiles(s, n=4)
-    else:
-        q1, q3 = s[0], s[-1]
-    return {
-        "median": statistics.median(s),
-        "min": s[0],
-        "max": s[-1],
-        "q1": q1,
-        "q3": q3,
-        "samples": samples,
-    }
-
-
-def fmt_ns(v):
-    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
-
-
-def fmt_cell(stats, rounds):
-    if stats is None:
-        return "FAILED"
-    cell = f"{fmt_ns(stats['median'])} [{fmt_ns(stats['min'])}-{fmt_ns(stats['max'])}]"
-    ok = len(stats["samples"])
-    return cell if ok == rounds else f"{cell} ({ok}/{rounds} ok)"
-
-
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description="Benchmark oxloop against stock asyncio and uvloop (see bench/README.md)."
+    p = common.parser(
+        "Benchmark oxloop against stock asyncio and uvloop (see bench/README.md).",
+        loops=ALL_LOOPS,
+        rows=ROWS,
+        quick_help="tiny sizes for a smoke run",
     )
-    p.add_argument("--rounds", type=int, help="rounds per row and loop (default 5; 1 with --quick)")
-    p.add_argument("--loops", default=",".join(ALL_LOOPS), help="comma-separated subset of loops")
-    p.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of rows")
-    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.add_argument("--worker", nargs=2, metavar=("LOOP", "ROW"), help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--probe", metavar="LOOP", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-
-    def subset(text, allowed, what):
-        chosen = [x.strip() for x in text.split(",") if x.strip()]
-        unknown = [x for x in chosen if x not in allowed]
-        if unknown or not chosen:
-            p.error(f"unknown {what} {unknown or text!r}; choose from {','.join(allowed)}")
-        return [x for x in allowed if x in chosen]  # canonical order
-
-    args.loops = subset(args.loops, ALL_LOOPS + EXTRA_LOOPS, "loop(s)")
-    args.rows = subset(args.rows, list(ROWS), "row(s)")
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 5
-    if args.rounds < 1:
-        p.error("--rounds must be >= 1")
-    return args
+    return common.check_args(p, args, loops=ALL_LOOPS + EXTRA_LOOPS, rows=ROWS)
 
 
 def run_parent(args):
-    info = {}
-    loops = []
-    notes = []
-    errors = []
-    for name in args.loops:
-        got, err = spawn(["--probe", name])
-        if got is not None:
-            info[name] = got
-            loops.append(name)
-            continue
-        if name == "uvloop":  # optional: the report says so and gives absolute numbers
-            notes.append(
-                f"uvloop is not importable ({err}): absolute numbers only, no ratios "
-                "(install it with pip install -e '.[bench]')"
-            )
-            print(f"# {notes[-1]}", file=sys.stderr)
-        else:
-            errors.append(f"{name} is not usable, skipped: {err}")
-            print(f"# FAILED {errors[-1]}", file=sys.stderr)
-    if "uvloop" not in args.loops:
-        notes.append("uvloop not selected: absolute numbers only, no ratios")
+    loops, info, notes, failures = common.probe_loops(args.loops)
+    errors = [f"{name} is not usable, skipped: {err}" for name, err in failures]
 
     samples = {row: {loop: [] for loop in loops} for row in args.rows}
-    for rnd in range(args.rounds):
-        order = loops[rnd % len(loops) :] + loops[: rnd % len(loops)] if loops else []
-        for row in args.rows:
-            size = ROWS[row].quick_size if args.quick else ROWS[row].size
-            for loop in order:
-                got, err = spawn(["--worker", loop, row, "--size", str(size)])
-                if got is None:
-                    errors.append(f"{row} on {loop}, round {rnd + 1}: {err}")
-                    print(f"# FAILED {errors[-1]}", file=sys.stderr)
-                else:
-                    samples[row][loop].append(got["ns_per_op"])
-                    print(
-                        f"# round {rnd + 1}/{args.rounds} {row:16} {loop:8} "
-                        f"{got['ns_per_op']:10.1f} ns/op",
-                        file=sys.stderr,
-                    )
+    for rnd, row, loop in common.interleaved(loops, args.rows, args.rounds):
+        size = ROWS[row].quick_size if args.quick else ROWS[row].size
+        got, err = common.spawn(__file__, ["--worker", loop, row, "--size", str(size)])
+        if got is None:
+            errors.append(f"{row} on {loop}, round {rnd + 1}: {err}")
+            print(f"# FAILED {errors[-1]}", file=sys.stderr)
+        else:
+            samples[row][loop].append(got["ns_per_op"])
+            print(
+                f"# round {rnd + 1}/{args.rounds} {row:16} {loop:8} {got['ns_per_op']:10.1f} ns/op",
+                file=sys.stderr,
+            )
 
     results = {}
     for row in args.rows:
         stats = {
-            loop: summarize(s) if s else None  # a partly failed cell says so: "(k/N ok)"
+            loop: common.summarize(s) if s else None  # a partly failed cell says so: "(k/N ok)"
             for loop, s in samples[row].items()
         }
         entry = {"target": ROWS[row].target, "loops": stats, "ratio_to_uvloop": {}}
@@ -444,18 +298,9 @@ def run_parent(args):
         entry["target_met"] = None if ox_ratio is None else ox_ratio >= ROWS[row].target
         results[row] = entry
 
-    machine = {
-        "nproc": os.cpu_count(),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "uvloop": info.get("uvloop", {}).get("version"),
-        "oxloop": info.get("oxloop"),
-    }
     report = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine,
+        "date": common.now(),
+        "machine": common.machine(info),
         "rounds": args.rounds,
         "quick": args.quick,
         "loops": loops,
@@ -465,10 +310,7 @@ def run_parent(args):
     }
     print(render(report, ratios="uvloop" in loops))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        common.write_json(args.json, report)
     return 1 if errors or not loops else 0
 
 
@@ -503,7 +345,7 @@ def render(report, ratios):
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|")
     for row, entry in report["rows"].items():
-        cells = [row] + [fmt_cell(entry["loops"].get(lp), report["rounds"]) for lp in loops]
+        cells = [row] + [common.fmt_cell(entry["loops"].get(lp), report["rounds"]) for lp in loops]
         if diag_cost:
             cost = entry.get("diagnostics_cost")
             cells.append("n/a" if cost is None else f"{cost * 100:+.1f}%")
@@ -530,9 +372,6 @@ def render(report, ratios):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.probe:
-        print(json.dumps(probe(args.probe)))
-        return 0
     if args.worker:
         loop_name, row_name = args.worker
         size = args.size or ROWS[row_name].size

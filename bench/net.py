@@ -15,15 +15,12 @@ uvloop (>1 means better than uvloop).
 See bench/README.md ("Networking") for what each row measures and the targets.
 """
 
-import argparse
 import dataclasses
-import datetime
 import functools
 import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import re
 import resource
 import select
@@ -34,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 
-import core  # bench/core.py: loop probing, machine description, statistics
+import common  # bench/common.py: loops, options, interleaving, statistics, the report
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.join(BENCH, "net_servers.py")
@@ -43,7 +40,7 @@ LOADGEN = os.path.join(LOADGEN_BIN, "loadgen")
 CEILING = os.path.join(LOADGEN_BIN, "echo-ceiling")
 BUILD_LOADGEN = "cargo build --release --manifest-path bench/loadgen/Cargo.toml"
 
-ALL_LOOPS = (*core.ALL_LOOPS, "ceiling")
+ALL_LOOPS = (*common.ALL_LOOPS, "ceiling")
 HOST = "127.0.0.1"
 SERVER_CPU, CLIENT_CPU = 0, 1
 CONNS = 32  # concurrent connections of the echo and HTTP load
@@ -294,14 +291,10 @@ def measure_bulk(server, port, row, sizes, client_cpu):
 WRK_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6}
 
 
-def measure_http(server, port, row, sizes, client_cpu):
-    url = f"http://{HOST}:{port}/"
-    wrk = ["wrk", "-t1", f"-c{CONNS}", "--latency"]
-    if sizes.http_warmup:
-        run_tool(server, [*wrk, f"-d{sizes.http_warmup}s", url], sizes.http_warmup + 30, client_cpu)
-    out = run_tool(
-        server, [*wrk, f"-d{sizes.http_duration}s", url], sizes.http_duration + 30, client_cpu
-    )
+def run_wrk(server, url, seconds, client_cpu):
+    """One `wrk -t1 -cCONNS` run of `seconds` against `url`: requests/s and latencies."""
+    argv = ["wrk", "-t1", f"-c{CONNS}", "--latency", f"-d{seconds}s", url]
+    out = run_tool(server, argv, seconds + 30, client_cpu)
     # wrk exits 0 even when every request failed: its report says so.
     for problem in ("Non-2xx or 3xx responses", "Socket errors"):
         if problem in out:
@@ -309,13 +302,26 @@ def measure_http(server, port, row, sizes, client_cpu):
                 raise Failed(f"server: {server.reason()}")
             raise Failed("wrk: " + next(ln.strip() for ln in out.splitlines() if problem in ln))
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not rps or float(rps.group(1)) == 0:
+    requests = re.search(r"(\d+) requests in", out)
+    if not rps or not requests or float(rps.group(1)) == 0:
         raise Failed(f"wrk: no requests completed: {last_line(out)!r}")
     lat = {
         p: float(v) * WRK_UNITS_US[u]
         for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
     }
-    return {"value": float(rps.group(1)), "p50_us": lat.get("50"), "p99_us": lat.get("99")}
+    return {
+        "value": float(rps.group(1)),
+        "requests": int(requests.group(1)),
+        "p50_us": lat.get("50"),
+        "p99_us": lat.get("99"),
+    }
+
+
+def measure_http(server, port, row, sizes, client_cpu):
+    url = f"http://{HOST}:{port}/"
+    if sizes.http_warmup:
+        run_wrk(server, url, sizes.http_warmup, client_cpu)
+    return run_wrk(server, url, sizes.http_duration, client_cpu)
 
 
 def vm_rss_kib(pid):
@@ -394,6 +400,13 @@ def unavailable_rows(rows):
     return missing
 
 
+def server_and_client_cpus():
+    """The CPUs to pin the server and the load to, or (None, None) if this machine lacks them."""
+    if {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
+        return SERVER_CPU, CLIENT_CPU
+    return None, None
+
+
 def raise_fd_limit(needed):
     """Let this process and the servers it starts hold `needed` descriptors, if allowed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -420,31 +433,16 @@ def tool_versions():
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description="Networking benchmarks of oxloop, asyncio and uvloop (see bench/README.md)."
+    p = common.parser(
+        "Networking benchmarks of oxloop, asyncio and uvloop (see bench/README.md).",
+        loops=ALL_LOOPS,
+        rows=ROWS,
+        quick_help="short windows, small sizes: a smoke run",
     )
-    p.add_argument("--rounds", type=int, help="rounds per row and loop (default 5; 1 with --quick)")
-    p.add_argument("--loops", default=",".join(ALL_LOOPS), help="comma-separated subset of loops")
-    p.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of rows")
-    p.add_argument("--quick", action="store_true", help="short windows, small sizes: a smoke run")
     p.add_argument("--duration", type=float, help="seconds per echo/http measurement window")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     args = p.parse_args(argv)
-
-    def subset(text, allowed, what):
-        chosen = [x.strip() for x in text.split(",") if x.strip()]
-        unknown = [x for x in chosen if x not in allowed]
-        if unknown or not chosen:
-            p.error(f"unknown {what} {unknown or text!r}; choose from {','.join(allowed)}")
-        return [x for x in allowed if x in chosen]  # canonical order
-
     # oxloop-diag (oxloop with diagnostics on) only when asked for: it measures their cost.
-    args.loops = subset(args.loops, ALL_LOOPS + core.EXTRA_LOOPS, "loop(s)")
-    args.rows = subset(args.rows, list(ROWS), "row(s)")
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 5
-    if args.rounds < 1:
-        p.error("--rounds must be >= 1")
+    common.check_args(p, args, loops=ALL_LOOPS + common.EXTRA_LOOPS, rows=ROWS)
     args.sizes = QUICK if args.quick else FULL
     if args.duration is not None:
         if args.duration <= 0:
@@ -455,29 +453,6 @@ def parse_args(argv):
     return args
 
 
-def probe_loops(names, notes, errors):
-    """The loops that can run here, and what the report says about each Python loop."""
-    loops, info = [], {}
-    for name in names:
-        if name == "ceiling":
-            loops.append(name)
-            continue
-        got, err = core.spawn(["--probe", name])
-        if got is not None:
-            info[name] = got
-            loops.append(name)
-        elif name == "uvloop":  # optional: the report says so and gives absolute numbers
-            notes.append(
-                f"uvloop is not importable ({err}): no ratios "
-                "(install it with pip install -e '.[bench]')"
-            )
-            print(f"# {notes[-1]}", file=sys.stderr)
-        else:
-            errors.append((None, name, None, f"not usable, skipped: {err}"))
-            print(f"# FAILED {name}: {err}", file=sys.stderr)
-    return loops, info
-
-
 def run_rounds(loops, rows, args, cpus, errors):
     """Every measurement, interleaved: {(row or ceiling workload, loop): [measurement dicts]}.
 
@@ -485,30 +460,26 @@ def run_rounds(loops, rows, args, cpus, errors):
     it the same way (the three 1 KiB echo rows, say) share one measurement per round.
     """
     samples = {}
-    for rnd in range(args.rounds):
-        shift = rnd % len(loops)
-        order = loops[shift:] + loops[:shift]
-        ceiling_done = set()
-        for row in rows:
-            for loop in order:
-                key = (row.name, loop)
-                if loop == "ceiling":
-                    if row.ceiling_key is None or row.ceiling_key in ceiling_done:
-                        continue
-                    ceiling_done.add(row.ceiling_key)
-                    key = (row.ceiling_key, loop)
-                try:
-                    got = measure(loop, row, args.sizes, cpus)
-                except Failed as exc:
-                    errors.append((row.name, loop, rnd + 1, str(exc)))
-                    print(f"# FAILED {row.name} on {loop}, round {rnd + 1}: {exc}", file=sys.stderr)
-                    continue
-                samples.setdefault(key, []).append(got)
-                print(
-                    f"# round {rnd + 1}/{args.rounds} {row.name:12} {loop:8} "
-                    f"{got['value']:12.1f} {row.unit}",
-                    file=sys.stderr,
-                )
+    ceiling_done = set()  # (round, ceiling workload) measured so far
+    for rnd, row, loop in common.interleaved(loops, rows, args.rounds):
+        key = (row.name, loop)
+        if loop == "ceiling":
+            if row.ceiling_key is None or (rnd, row.ceiling_key) in ceiling_done:
+                continue
+            ceiling_done.add((rnd, row.ceiling_key))
+            key = (row.ceiling_key, loop)
+        try:
+            got = measure(loop, row, args.sizes, cpus)
+        except Failed as exc:
+            errors.append((row.name, loop, rnd + 1, str(exc)))
+            print(f"# FAILED {row.name} on {loop}, round {rnd + 1}: {exc}", file=sys.stderr)
+            continue
+        samples.setdefault(key, []).append(got)
+        print(
+            f"# round {rnd + 1}/{args.rounds} {row.name:12} {loop:8} "
+            f"{got['value']:12.1f} {row.unit}",
+            file=sys.stderr,
+        )
     return samples
 
 
@@ -543,10 +514,8 @@ def run_parent(args):
         )
         return 2
 
-    notes, errors = [], []
-    loops, info = probe_loops(args.loops, notes, errors)
-    if "uvloop" not in args.loops:
-        notes.append("uvloop not selected: absolute numbers only, no ratios")
+    loops, info, notes, failures = common.probe_loops(args.loops, skip=("ceiling",))
+    errors = [(None, name, None, f"not usable, skipped: {err}") for name, err in failures]
     skipped = unavailable_rows(args.rows)
     for row, why in skipped.items():
         notes.append(f"{row} skipped: {why}")
@@ -554,27 +523,15 @@ def run_parent(args):
     rows = [ROWS[r] for r in args.rows if r not in skipped]
     if any(r.workload == "rss" for r in rows):
         raise_fd_limit(args.sizes.idle_conns * 2 + 1024)
-    if {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
-        cpus = (SERVER_CPU, CLIENT_CPU)
-    else:
-        cpus = (None, None)
+    cpus = server_and_client_cpus()
+    if cpus == (None, None):
         notes.append(f"not pinned: CPUs {SERVER_CPU} and {CLIENT_CPU} are not both available")
 
     samples = run_rounds(loops, rows, args, cpus, errors) if loops else {}
     results = {row.name: row_results(row, loops, samples) for row in rows}
     report = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "cpu": core.cpu_model(),
-            "python": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "platform": platform.platform(),
-            "uvloop": info.get("uvloop", {}).get("version"),
-            "oxloop": info.get("oxloop"),
-            "tools": tool_versions(),
-            "pinned": cpus != (None, None),
-        },
+        "date": common.now(),
+        "machine": common.machine(info, tools=tool_versions(), pinned=cpus != (None, None)),
         "rounds": args.rounds,
         "quick": args.quick,
         "sizes": vars(args.sizes),
@@ -586,34 +543,19 @@ def run_parent(args):
     }
     print(render(report, rows))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        common.write_json(args.json, report)
     return 1 if errors or not loops else 0
 
 
 def summarize(runs):
-    """core.summarize of the values, plus the median latencies and every run's details."""
-    stats = core.summarize([r["value"] for r in runs])
+    """common.summarize of the values, plus the median latencies and every run's details."""
+    stats = common.summarize([r["value"] for r in runs])
     for field in ("p50_us", "p99_us"):
         values = [r[field] for r in runs if r.get(field) is not None]
         if values:
             stats[field] = statistics.median(values)
     stats["runs"] = runs
     return stats
-
-
-def fmt_value(v):
-    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
-
-
-def fmt_cell(stats, rounds):
-    if stats is None:
-        return "FAILED"
-    cell = f"{fmt_value(stats['median'])} [{fmt_value(stats['min'])}-{fmt_value(stats['max'])}]"
-    ok = len(stats["samples"])
-    return cell if ok == rounds else f"{cell} ({ok}/{rounds} ok)"
 
 
 def render(report, rows):
@@ -661,7 +603,9 @@ def render(report, rows):
         cells = [row.name, row.unit]
         for lp in loops:
             cells.append(
-                fmt_cell(entry["loops"][lp], report["rounds"]) if lp in entry["loops"] else "n/a"
+                common.fmt_cell(entry["loops"][lp], report["rounds"])
+                if lp in entry["loops"]
+                else "n/a"
             )
         for lp in ratio_loops:
             r = entry["ratio_to_uvloop"].get(lp)

@@ -13,7 +13,11 @@ KIND is one of:
 - ``bulk``: loadgen's bulk protocol through streams: reads the byte count and a newline, sends
   that many bytes with ``writer.write`` + ``await writer.drain()`` in 256 KiB chunks, closes.
 - ``http``: uvicorn with httptools serving a trivial ASGI app ("Hello, world!").
+- ``https``: the same over TLS, as ``uvicorn --ssl-certfile CERTFILE --ssl-keyfile KEYFILE``
+  configures it (bench/tls.py's ``https`` row): ``net_servers.py LOOP https PORT CERTFILE
+  KEYFILE``.
 
+LOOP is any loop of bench/common.py, ``oxloop-stdlib`` (oxloop with asyncio's own TLS) included.
 With PORT 0 the OS picks a free port. The server binds 127.0.0.1 and prints ``listening PORT``
 on stdout once it accepts connections; it runs until killed. Any error other than a peer
 closing its connection ends the process with the traceback on stderr, so the harness reports
@@ -27,7 +31,7 @@ import socket
 import sys
 import traceback
 
-import core  # bench/core.py: the same loop factories as the core benchmarks
+import common  # bench/common.py: the same loop factories as the other benchmarks
 
 HOST = "127.0.0.1"
 READ_SIZE = 65536  # what stream servers commonly read at once (and asyncio's own default)
@@ -164,7 +168,7 @@ async def hello_app(scope, receive, send):
     await send({"type": "http.response.body", "body": HELLO})
 
 
-async def serve_http(port):
+async def serve_http(port, certfile=None, keyfile=None):
     import uvicorn
 
     config = uvicorn.Config(
@@ -176,6 +180,8 @@ async def serve_http(port):
         lifespan="off",
         access_log=False,
         log_level="warning",
+        ssl_certfile=certfile,  # both None: plain HTTP
+        ssl_keyfile=keyfile,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
@@ -195,22 +201,23 @@ SERVERS = {
     "protocol": serve_protocol,
     "bulk": serve_bulk,
     "http": serve_http,
+    "https": serve_http,  # with the certificate and key files
 }
 
 
-async def serve(kind, port):
+async def serve(kind, port, *files):
     asyncio.get_running_loop().set_exception_handler(fatal_exception_handler)
-    await SERVERS[kind](port)
+    await SERVERS[kind](port, *files)
 
 
 def main(argv):
-    known_loops = core.ALL_LOOPS + core.EXTRA_LOOPS
-    if len(argv) != 3 or argv[0] not in known_loops or argv[1] not in SERVERS:
-        loops, kinds = ",".join(known_loops), ",".join(SERVERS)
-        sys.exit(f"usage: net_servers.py {{{loops}}} {{{kinds}}} PORT")
+    files = 2 if len(argv) > 1 and argv[1] == "https" else 0
+    if len(argv) != 3 + files or argv[0] not in common.LOOP_NAMES or argv[1] not in SERVERS:
+        loops, kinds = ",".join(common.LOOP_NAMES), ",".join(SERVERS)
+        sys.exit(f"usage: net_servers.py {{{loops}}} {{{kinds}}} PORT [CERTFILE KEYFILE]")
     loop_name, kind, port = argv[0], argv[1], int(argv[2])
-    with asyncio.Runner(loop_factory=lambda: core.make_loop(loop_name)) as runner:
-        runner.run(serve(kind, port))
+    with asyncio.Runner(loop_factory=lambda: common.make_loop(loop_name)) as runner:
+        runner.run(serve(kind, port, *argv[3:]))
 
 
 if __name__ == "__main__":

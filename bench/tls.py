@@ -1,13 +1,16 @@
 """TLS benchmarks: oxloop (its Rust TLS layer, and asyncio's Python one behind OXLOOP_TLS=stdlib)
 against stock asyncio and uvloop, in one run.
 
-Both ends of every connection run on the loop under test, in one process: a TLS echo server
-and the clients that load it (so each row pays for the loop's TLS twice, once per end), as the
-TLS rows of issue 13 were measured. Certificates are made at run time with `trustme` (a CA and a
-`localhost` certificate; ECDSA P-256, so the handshake row measures the loop more than RSA).
-Every measurement runs in a fresh process (``python bench/tls.py --worker LOOP ROW``); the
-parent interleaves the loops (the order rotates from round to round) and reports per row the
-median over the rounds, its spread (min-max) and the ratio to uvloop (>1 is faster).
+The echo and handshake rows run both ends of every connection on the loop under test, in one
+process: a TLS echo server and the clients that load it (so each row pays for the loop's TLS
+twice, once per end), as the TLS rows of issue 13 were measured; each runs in a fresh process
+(``python bench/tls.py --worker LOOP ROW``). The ``https`` row is a server only: uvicorn with a
+certificate and key file (``net_servers.py LOOP https``) loaded by ``wrk`` over ``https://``, as
+bench/net.py's ``http`` row, the server and wrk pinned to CPUs of their own. Certificates are
+made at run time with `trustme` (a CA and a `localhost` certificate; ECDSA P-256, so the
+handshake row measures the loop more than RSA). The parent interleaves the loops (the order
+rotates from round to round) and reports per row the median over the rounds, its spread
+(min-max) and the ratio to uvloop (>1 is faster).
 
     python bench/tls.py                          # 5 rounds, all rows, all loops
     python bench/tls.py --rows streams_1k --loops uvloop,oxloop,oxloop-stdlib --rounds 3
@@ -19,27 +22,27 @@ Loops: asyncio, uvloop, oxloop (native TLS) and oxloop-stdlib (oxloop's loop wit
 
 import argparse
 import asyncio
-import datetime
 import json
 import os
-import platform
 import ssl
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
-import core  # bench/core.py: spawning workers, statistics, machine description
+import common  # bench/common.py: loops, worker processes, options, statistics, the report
+import net  # bench/net.py: the server process, wrk and CPU pinning of its http row
 
-ALL_LOOPS = ("asyncio", "uvloop", "oxloop", "oxloop-stdlib")
-CONNS = 32  # concurrent echo connections
+ALL_LOOPS = (*common.ALL_LOOPS, "oxloop-stdlib")
+CONNS = 32  # concurrent echo connections (and wrk's connections in the https row)
 HANDSHAKE_CONNS = 8  # concurrent connect-handshake-close clients
 HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
 class Row:
-    size: int  # echo message size; 0 for the handshake row
-    server: str  # "streams" or "protocol"
+    size: int  # echo message size; 0 for the handshake and https rows
+    server: str  # "streams", "protocol", or "https" (uvicorn in its own process, under wrk)
     target: float  # oxloop's ratio to uvloop (issue 13)
     what: str
 
@@ -53,20 +56,19 @@ ROWS = {
     ),
     "streams_64k": Row(64 * 1024, "streams", 1.2, "TLS echo of 64 KiB, streams both ends"),
     "handshakes": Row(0, "streams", 1.1, "TLS connect + handshake + close, 8 clients at once"),
+    "https": Row(
+        0,
+        "https",
+        1.2,
+        f"HTTPS requests/s: uvicorn + httptools with a certificate and key file, trivial ASGI "
+        f"app, wrk -t1 -c{CONNS} over https:// (keep-alive), server and wrk pinned apart",
+    ),
 }
 
 
 # ---------------------------------------------------------------------------------------------
 # Worker side: one process, one loop, one row.
 # ---------------------------------------------------------------------------------------------
-
-
-def make_loop(name):
-    if name == "oxloop-stdlib":
-        loop = core.make_loop("oxloop")
-        loop.tls_implementation = "stdlib"
-        return loop
-    return core.make_loop(name)
 
 
 def contexts():
@@ -156,7 +158,7 @@ async def measure(row, warmup, duration):
 
 
 def work(loop_name, row_name, quick):
-    loop = make_loop(loop_name)
+    loop = common.make_loop(loop_name)
     asyncio.set_event_loop(loop)
     try:
         warmup, duration = (0.2, 0.5) if quick else (1.0, 3.0)
@@ -166,8 +168,49 @@ def work(loop_name, row_name, quick):
         loop.close()
 
 
-def probe(loop_name):
-    return core.probe("oxloop" if loop_name == "oxloop-stdlib" else loop_name)
+# ---------------------------------------------------------------------------------------------
+# The https row: a server process under wrk, measured from the parent.
+# ---------------------------------------------------------------------------------------------
+
+
+def write_https_files(directory):
+    """A `localhost` certificate (its chain) and its key as PEM files: (certfile, keyfile)."""
+    import trustme
+
+    cert = trustme.CA().issue_cert("localhost", HOST)
+    certfile, keyfile = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    for blob in cert.cert_chain_pems:
+        blob.write_to_path(certfile, append=True)
+    cert.private_key_pem.write_to_path(keyfile)
+    return certfile, keyfile
+
+
+def process_cpu_s(pid):
+    """User + system CPU seconds a process has used so far (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_https(loop, files, quick, cpus):
+    """One https measurement: requests/s under wrk and the server's CPU time per request."""
+    sizes = net.QUICK if quick else net.FULL
+    server_cpu, client_cpu = cpus
+    argv = [sys.executable, net.SERVERS, loop, "https", "0", *files]
+    with net.Server(argv, server_cpu) as server:
+        url = f"https://{HOST}:{server.wait_listening()}/"
+        if sizes.http_warmup:
+            net.run_wrk(server, url, sizes.http_warmup, client_cpu)
+        cpu0 = process_cpu_s(server.pid)
+        got = net.run_wrk(server, url, sizes.http_duration, client_cpu)
+        cpu = process_cpu_s(server.pid) - cpu0
+    return {
+        "ops_per_s": got["value"],
+        "cpu_us_per_op": cpu / got["requests"] * 1e6,
+        "ops": got["requests"],
+        "p50_us": got["p50_us"],
+        "p99_us": got["p99_us"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,81 +218,69 @@ def probe(loop_name):
 # ---------------------------------------------------------------------------------------------
 
 
-def spawn(args):
-    # core.spawn runs core.py; the workers here are this script.
-    saved = core.__file__
-    core.__file__ = __file__
-    try:
-        return core.spawn(args)
-    finally:
-        core.__file__ = saved
-
-
 def parse_args(argv):
-    p = argparse.ArgumentParser(description="TLS benchmarks (see bench/README.md, 'TLS').")
-    p.add_argument("--rounds", type=int, help="rounds per row and loop (default 5; 1 with --quick)")
-    p.add_argument("--loops", default=",".join(ALL_LOOPS), help="comma-separated subset of loops")
-    p.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of rows")
-    p.add_argument("--quick", action="store_true", help="short windows for a smoke run")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    p = common.parser(
+        "TLS benchmarks (see bench/README.md, 'TLS').",
+        loops=ALL_LOOPS,
+        rows=ROWS,
+        quick_help="short windows for a smoke run",
+    )
     p.add_argument("--worker", nargs=2, metavar=("LOOP", "ROW"), help=argparse.SUPPRESS)
-    p.add_argument("--probe", metavar="LOOP", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    return common.check_args(p, args, loops=ALL_LOOPS, rows=ROWS)
 
-    def subset(text, allowed, what):
-        chosen = [x.strip() for x in text.split(",") if x.strip()]
-        unknown = [x for x in chosen if x not in allowed]
-        if unknown or not chosen:
-            p.error(f"unknown {what} {unknown or text!r}; choose from {','.join(allowed)}")
-        return [x for x in allowed if x in chosen]
 
-    args.loops = subset(args.loops, ALL_LOOPS, "loop(s)")
-    args.rows = subset(args.rows, list(ROWS), "row(s)")
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 5
-    if args.rounds < 1:
-        p.error("--rounds must be >= 1")
-    return args
+def measure_one(loop, row, args, files, cpus):
+    """One measurement of `row` on `loop`: (result, None) or (None, why it failed)."""
+    if ROWS[row].server != "https":
+        return common.spawn(__file__, ["--worker", loop, row] + (["--quick"] if args.quick else []))
+    try:
+        return measure_https(loop, files, args.quick, cpus), None
+    except net.Failed as exc:
+        return None, str(exc)
 
 
 def run_parent(args):
-    loops, errors, info = [], [], {}
-    for name in args.loops:
-        got, err = spawn(["--probe", name])
-        if got is None:
-            errors.append(f"{name} is not usable, skipped: {err}")
-            print(f"# FAILED {errors[-1]}", file=sys.stderr)
-        else:
-            info[name] = got
-            loops.append(name)
-    samples = {row: {loop: [] for loop in loops} for row in args.rows}
-    cpu = {row: {loop: [] for loop in loops} for row in args.rows}
-    for rnd in range(args.rounds):
-        order = loops[rnd % len(loops) :] + loops[: rnd % len(loops)] if loops else []
-        for row in args.rows:
-            for loop in order:
-                got, err = spawn(["--worker", loop, row] + (["--quick"] if args.quick else []))
-                if got is None:
-                    errors.append(f"{row} on {loop}, round {rnd + 1}: {err}")
-                    print(f"# FAILED {errors[-1]}", file=sys.stderr)
-                    continue
-                samples[row][loop].append(got["ops_per_s"])
-                cpu[row][loop].append(got["cpu_us_per_op"])
-                print(
-                    f"# round {rnd + 1}/{args.rounds} {row:12} {loop:14} "
-                    f"{got['ops_per_s']:10.0f} ops/s {got['cpu_us_per_op']:8.1f} CPU us/op",
-                    file=sys.stderr,
-                )
+    loops, info, notes, failures = common.probe_loops(args.loops)
+    errors = [f"{name} is not usable, skipped: {err}" for name, err in failures]
+    rows = list(args.rows)
+    cpus = (None, None)
+    if "https" in rows:
+        missing = net.unavailable_rows(["http"]).get("http")
+        cpus = net.server_and_client_cpus()
+        if missing:
+            rows.remove("https")
+            notes.append(f"https skipped: {missing}")
+            print(f"# {notes[-1]}", file=sys.stderr)
+        elif cpus == (None, None):
+            notes.append(f"https not pinned: CPUs {net.SERVER_CPU} and {net.CLIENT_CPU} missing")
+    samples = {row: {loop: [] for loop in loops} for row in rows}
+    cpu = {row: {loop: [] for loop in loops} for row in rows}
+    with tempfile.TemporaryDirectory() as directory:
+        files = write_https_files(directory) if "https" in rows else ()
+        for rnd, row, loop in common.interleaved(loops, rows, args.rounds):
+            got, err = measure_one(loop, row, args, files, cpus)
+            if got is None:
+                errors.append(f"{row} on {loop}, round {rnd + 1}: {err}")
+                print(f"# FAILED {errors[-1]}", file=sys.stderr)
+                continue
+            samples[row][loop].append(got["ops_per_s"])
+            cpu[row][loop].append(got["cpu_us_per_op"])
+            print(
+                f"# round {rnd + 1}/{args.rounds} {row:12} {loop:14} "
+                f"{got['ops_per_s']:10.0f} ops/s {got['cpu_us_per_op']:8.1f} CPU us/op",
+                file=sys.stderr,
+            )
     results = {}
-    for row in args.rows:
-        stats = {loop: core.summarize(s) if s else None for loop, s in samples[row].items()}
+    for row in rows:
+        stats = {loop: common.summarize(s) if s else None for loop, s in samples[row].items()}
         uv = stats.get("uvloop")
         ratios = {
             loop: s["median"] / uv["median"]
             for loop, s in stats.items()
             if uv and s and loop != "uvloop"
         }
-        cpu_stats = {loop: core.summarize(s) if s else None for loop, s in cpu[row].items()}
+        cpu_stats = {loop: common.summarize(s) if s else None for loop, s in cpu[row].items()}
         uv_cpu = cpu_stats.get("uvloop")
         cpu_ratios = {
             loop: uv_cpu["median"] / s["median"]
@@ -264,26 +295,18 @@ def run_parent(args):
             "cpu_ratio_to_uvloop": cpu_ratios,
         }
     report = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "cpu": core.cpu_model(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "uvloop": info.get("uvloop", {}).get("version"),
-        },
+        "date": common.now(),
+        "machine": common.machine(info, pinned=cpus != (None, None)),
         "rounds": args.rounds,
         "quick": args.quick,
         "loops": loops,
+        "notes": notes,
         "errors": errors,
         "rows": results,
     }
     print(render(report))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
+        common.write_json(args.json, report)
     return 1 if errors or not loops else 0
 
 
@@ -299,8 +322,9 @@ def render(report):
         f"- {report['rounds']} round(s), one process per measurement, loops interleaved, "
         f"both ends on the loop, {CONNS} echo connections"
         + (" (--quick windows)" if report["quick"] else ""),
-        "",
     ]
+    out += [f"- note: {n}" for n in report["notes"]]
+    out.append("")
     head = ["row"] + [f"{lp} ops/s [min-max]" for lp in loops]
     if "uvloop" in loops:
         head += [f"{lp} vs uvloop" for lp in others] + ["target (oxloop)"]
@@ -352,9 +376,6 @@ def render_cpu(report):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.probe:
-        print(json.dumps(probe(args.probe)))
-        return 0
     if args.worker:
         print(json.dumps(work(*args.worker, args.quick)))
         return 0

@@ -14,7 +14,9 @@
 //!    time to the earliest timer, else forever;
 //! 3. poll, with the GIL released when the wait can block, and queue the I/O callbacks;
 //! 4. queue the timers that are due;
-//! 5. run exactly the callbacks queued so far; those they schedule wait for the next iteration.
+//! 5. run exactly the callbacks queued so far; those they schedule wait for the next iteration;
+//! 6. then what the callbacks left for the end of the iteration (`IoTable::begin_iteration`):
+//!    the TLS records they wrote, sent in one piece per connection.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -34,7 +36,7 @@ use crate::ready::Ready;
 use crate::stats::{Backlog, LoopStats};
 use crate::tasks::{self, TaskFactory};
 use crate::timers::TimerHeap;
-use crate::transport::{TransportCore, TransportIo};
+use crate::transport::{TransportCore, TransportIo, tls};
 
 /// asyncio's default for `slow_callback_duration`.
 const DEFAULT_SLOW_CALLBACK_SECS: f64 = 0.1;
@@ -482,7 +484,12 @@ impl LoopCore {
             self.poll(py, timeout)?;
         }
         self.queue_due_timers(slf)?;
-        self.run_ready(slf)
+        self.io.begin_iteration(py)?;
+        let ran = self.run_ready(slf);
+        // Even after a KeyboardInterrupt: what was written this iteration still goes out.
+        let waiting = self.io.end_iteration(py)?;
+        let flushed = tls::flush_deferred(py, waiting);
+        ran.and(flushed)
     }
 }
 

@@ -14,6 +14,9 @@
 //! Generic over the owner type `O` (the transport core) so that the table does not depend on
 //! transports, which depend on it to change their interest.
 //!
+//! The table also holds what waits for the end of the iteration in progress (`IterationEnd`):
+//! transports see the table, not the loop, and the loop runs those at the end of its callbacks.
+//!
 //! Rust because every I/O event is looked up here.
 
 use std::collections::{HashMap, VecDeque};
@@ -244,6 +247,17 @@ pub struct IoTable<O> {
     entries: GilCell<Entries<O>>,
     poller: Poller,
     batch: GilCell<PollBatch>,
+    iteration_end: GilCell<IterationEnd>,
+}
+
+/// Objects whose output of this iteration goes out in one piece once the iteration's callbacks
+/// have run (the TLS layers of transport/tls.rs: one send for all the records of an
+/// iteration, as uvloop flushes its streams once per iteration).
+#[derive(Default)]
+struct IterationEnd {
+    /// True while the loop runs an iteration's callbacks: only then is an end coming.
+    open: bool,
+    waiting: Vec<Py<PyAny>>,
 }
 
 /// asyncio's conversion of a file object to its fd (`selectors._fileobj_to_fd`, after
@@ -293,6 +307,37 @@ impl<O> IoTable<O> {
                 events: EventBuffer::with_capacity(EVENTS_PER_POLL),
                 ready: Vec::new(),
             }),
+            iteration_end: GilCell::new(IterationEnd::default()),
+        })
+    }
+
+    /// The loop starts running an iteration's callbacks: `defer_to_iteration_end` accepts
+    /// until `end_iteration`.
+    pub fn begin_iteration(&self, py: Python<'_>) -> PyResult<()> {
+        self.iteration_end.with(py, |end| end.open = true)
+    }
+
+    /// Queues `obj` for the end of the iteration in progress. False, and nothing queued,
+    /// outside an iteration's callbacks (no end is coming): the caller does the work at once.
+    pub fn defer_to_iteration_end(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let obj = obj.clone().unbind();
+        let queued = self.iteration_end.with(py, |end| {
+            if end.open {
+                end.waiting.push(obj);
+                None
+            } else {
+                Some(obj)
+            }
+        })?;
+        Ok(queued.is_none()) // a refused object is dropped here, after the borrow
+    }
+
+    /// The iteration's callbacks are done: what was queued, in order, for the loop to run.
+    /// Deferring is refused from now until the next `begin_iteration`.
+    pub fn end_iteration(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        self.iteration_end.with(py, |end| {
+            end.open = false;
+            std::mem::take(&mut end.waiting)
         })
     }
 
@@ -616,6 +661,11 @@ impl<O> IoTable<O> {
         for fileobj in entries.fileobjs.values() {
             visit.call(fileobj)?;
         }
+        if let Some(end) = self.iteration_end.peek() {
+            for waiting in &end.waiting {
+                visit.call(waiting)?;
+            }
+        }
         Ok(())
     }
 
@@ -637,6 +687,11 @@ impl<O> IoTable<O> {
     pub fn clear(&self) {
         let entries = self.entries.peek_mut().map(|mut e| std::mem::take(&mut *e));
         drop(entries); // after the borrow: releasing may run `__del__`
+        let waiting = self
+            .iteration_end
+            .peek_mut()
+            .map(|mut end| std::mem::take(&mut end.waiting));
+        drop(waiting);
     }
 
     /// Closes the poller and releases every watch and owner.

@@ -29,9 +29,15 @@ REQUIRED_ROWS = [
 
 
 def bench_rows():
-    spec = importlib.util.spec_from_file_location("_bench_core", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # core.py imports bench/common.py beside it, as it does when run as a script.
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("_bench_core", BENCH)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH.parent))
+        sys.modules.pop("common", None)
     return list(module.ROWS)
 
 

@@ -8,7 +8,9 @@ asyncio's.
 to the application, and encrypting what the application writes. The handshake, shutdown,
 timeouts and connection-loss logic are asyncio's own, inherited unchanged, so they behave as on
 stock asyncio of the running version. The application's transport is asyncio's
-`_SSLProtocolTransport` whose `write` is the Rust method.
+`_SSLProtocolTransport` whose `write` is the Rust method. On an oxloop loop, the records the
+application writes during one loop iteration go to the socket together at its end (one send);
+`abort()` and fatal errors send them first, as they would be in the kernel already on asyncio.
 
 The switch: `OXLOOP_TLS=stdlib` in the environment when a loop is made gives that loop
 asyncio's own `SSLProtocol` (all Python), to compare or to step around a problem; any other
@@ -54,6 +56,14 @@ class TLSProtocol(_oxloop.TlsLayer, _compat.SSLProtocol):
 
     # What TlsLayer._write_appdata leaves to asyncio: writes after the connection closed.
     _stdlib_write_appdata = _compat.SSLProtocol._write_appdata
+
+    def _abort(self, *args: Any) -> None:
+        self._flush_deferred()
+        super()._abort(*args)
+
+    def _fatal_error(self, *args: Any, **kwargs: Any) -> None:
+        self._flush_deferred()
+        super()._fatal_error(*args, **kwargs)
 
     def _get_app_transport(self) -> Any:
         # As asyncio's, with the transport class above.

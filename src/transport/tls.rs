@@ -12,6 +12,14 @@
 //! inherits unchanged: its semantics are stock asyncio's on every version by construction, and
 //! its differences between versions (3.13's `_abort(exc)`) come with it.
 //!
+//! Records go to the socket once per iteration: what the application writes while the loop
+//! runs its callbacks stays in the outgoing BIO until the iteration's end, when one read of the
+//! BIO and one socket write send all of it (`IoTable::defer_to_iteration_end`), as uvloop sends
+//! its streams' writes once per iteration. A response written in two `write()` calls (an HTTP
+//! server's headers and body) then costs one system call, not two. Outside an iteration, past
+//! `FLUSH_AT` bytes, and for every path asyncio's own code drives (handshake, shutdown,
+//! `resume_writing`), the records go at once; `abort()` and fatal errors send what waits first.
+//!
 //! The state both halves share is stored here, in fields exposed under `SSLProtocol`'s own
 //! attribute names (`_state`, `_sslobj`, `_write_buffer_size`, ...): asyncio's Python code reads
 //! and assigns them as usual, and the Rust paths read them without a dictionary lookup. The
@@ -26,10 +34,15 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::{TransportCore, TransportIo};
 use crate::buffer::BufferView;
 
 /// asyncio's `SSLProtocol.max_size`: the most one `SSLObject.read()` returns.
 const MAX_READ: usize = 256 * 1024;
+
+/// Records waiting for the iteration's end go at once when they reach this size (a socket
+/// transport's default high-water mark): bulk writes stream instead of piling up.
+const FLUSH_AT: usize = 64 * 1024;
 
 /// The members of asyncio's `SSLProtocolState` the Rust paths test for, looked up once.
 struct States {
@@ -68,17 +81,13 @@ fn is_again(py: Python<'_>, err: &PyErr) -> PyResult<bool> {
 /// takes one record at a time from the BIO, so none is half-taken after a read returned data.
 fn more_to_decrypt(cipher: &Bound<'_, PyAny>, incoming: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = cipher.py();
-    if incoming
-        .getattr(intern!(py, "pending"))?
-        .extract::<usize>()?
-        > 0
-    {
-        return Ok(true);
-    }
-    Ok(cipher
-        .call_method0(intern!(py, "pending"))?
-        .extract::<usize>()?
-        > 0)
+    let waiting: usize = incoming.getattr(intern!(py, "pending"))?.extract()?;
+    let decrypted = || {
+        cipher
+            .call_method0(intern!(py, "pending"))?
+            .extract::<usize>()
+    };
+    Ok(waiting > 0 || decrypted()? > 0)
 }
 
 /// The buffer every connection of the process decrypts into before the bytes are copied out
@@ -110,8 +119,12 @@ pub struct TlsLayer {
     incoming: Py<PyAny>,
     #[pyo3(get, set, name = "_outgoing")]
     outgoing: Py<PyAny>,
-    #[pyo3(get, set, name = "_transport")]
     transport: Py<PyAny>,
+    /// The io table of the socket transport's loop, if it is one of ours (not a mock, not a
+    /// stock asyncio transport): where records wait for the end of the iteration.
+    io: Option<TransportIo>,
+    /// True while this layer waits in `io` for the end of the iteration.
+    flush_queued: bool,
     #[pyo3(get, set, name = "_app_protocol")]
     app_protocol: Py<PyAny>,
     #[pyo3(get, set, name = "_app_protocol_is_buffer")]
@@ -163,35 +176,54 @@ impl TlsLayer {
     }
 
     /// `SSLProtocol._do_read__copied`: every record decrypted now, to `data_received` at once.
-    /// Decrypted into the shared scratch buffer and copied out at its size (asyncio's
-    /// `read(max_size)` allocates `max_size` bytes per call), and no last read once nothing is
-    /// left to decrypt (asyncio's ends on an `SSLWantReadError`, which costs more than the
-    /// read: the exception object and its formatted message).
+    /// Decrypted one record after the other into the shared scratch buffer, then copied out
+    /// in one piece at its size (asyncio's `read(max_size)` allocates `max_size` bytes per
+    /// record, and joins the records in one more copy), and no last read once nothing is left
+    /// to decrypt (asyncio's ends on an `SSLWantReadError`, which costs more than the read: the
+    /// exception object and its formatted message).
     fn read_copied(slf: &Bound<'_, Self>, snap: &Snapshot) -> PyResult<()> {
         let py = slf.py();
         let cipher = snap.cipher.bind(py);
         let incoming = snap.incoming.bind(py);
         let scratch = read_scratch(py)?;
         let mut chunks: Vec<Bound<'_, PyBytes>> = Vec::new();
+        let copy_out = |filled: usize| -> PyResult<Bound<'_, PyBytes>> {
+            let data = BufferView::readable(scratch)?;
+            Ok(PyBytes::new(
+                py,
+                data.as_slice().get(..filled).unwrap_or_default(),
+            ))
+        };
+        let mut filled = 0;
         let mut eof = false;
         loop {
-            if !chunks.is_empty() && !more_to_decrypt(cipher, incoming)? {
+            if (filled > 0 || !chunks.is_empty()) && !more_to_decrypt(cipher, incoming)? {
                 break;
             }
-            match cipher.call_method1(intern!(py, "read"), (MAX_READ, scratch)) {
-                Ok(count) => {
-                    let count: usize = count.extract()?;
-                    if count == 0 {
+            if filled == MAX_READ {
+                chunks.push(copy_out(filled)?);
+                filled = 0;
+            }
+            let into = if filled == 0 {
+                scratch.clone().into_any()
+            } else {
+                let rest = PySlice::new(py, filled as isize, isize::MAX, 1);
+                PyMemoryView::from(scratch.as_any())?.get_item(rest)?
+            };
+            match cipher.call_method1(intern!(py, "read"), (MAX_READ - filled, into)) {
+                Ok(count) => match count.extract::<usize>()? {
+                    0 => {
                         eof = true;
                         break;
                     }
-                    let view = BufferView::readable(scratch)?;
-                    let data = view.as_slice().get(..count).unwrap_or_default();
-                    chunks.push(PyBytes::new(py, data));
-                }
+                    count => filled += count,
+                },
                 Err(err) if is_again(py, &err)? => break,
                 Err(err) => return Err(err),
             }
+        }
+        if filled > 0 {
+            chunks.push(copy_out(filled)?);
         }
         let app = snap.app_protocol.bind(py);
         match chunks.len() {
@@ -273,7 +305,6 @@ impl TlsLayer {
 
     /// The body of `_do_read` under its `try`.
     fn read_step(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
         let (paused, buffered) = {
             let this = slf.try_borrow()?;
             (this.app_reading_paused, this.app_protocol_is_buffer)
@@ -285,12 +316,8 @@ impl TlsLayer {
             } else {
                 Self::read_copied(slf, &snap)?;
             }
-            let backlog = slf.try_borrow()?.write_backlog.clone_ref(py);
-            if backlog.bind(py).is_truthy()? {
-                Self::_do_write(slf)?;
-            } else {
-                Self::_process_outgoing(slf)?;
-            }
+            // What the application wrote meanwhile (an empty backlog only sends the records).
+            Self::do_write(slf, true)?;
         }
         Self::_control_ssl_reading(slf)
     }
@@ -341,7 +368,75 @@ impl TlsLayer {
                 .call_method1(intern!(py, "append"), (rest,))?;
             slf.try_borrow_mut()?.write_buffer_size += (len - count) as isize;
         }
-        Self::_process_outgoing(slf)
+        Self::push_outgoing(slf)
+    }
+
+    /// Sends the outgoing BIO's records at the iteration's end (see the module doc), or at once
+    /// outside one, for a transport not oxloop's, or past `FLUSH_AT`; then flow control.
+    fn push_outgoing(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (queued, io, outgoing) = {
+            let this = slf.try_borrow()?;
+            (
+                this.flush_queued,
+                this.io.clone(),
+                this.outgoing.clone_ref(py),
+            )
+        };
+        let Some(io) = io else {
+            return Self::_process_outgoing(slf);
+        };
+        let pending: usize = outgoing
+            .bind(py)
+            .getattr(intern!(py, "pending"))?
+            .extract()?;
+        if pending >= FLUSH_AT {
+            return Self::_process_outgoing(slf);
+        }
+        if pending > 0 && !queued {
+            if !io.defer_to_iteration_end(py, slf.as_any())? {
+                return Self::_process_outgoing(slf);
+            }
+            slf.try_borrow_mut()?.flush_queued = true;
+        }
+        Self::_control_app_writing(slf)
+    }
+
+    /// `_do_write` with the records sent at once (`defer` false) or at the iteration's end.
+    fn do_write(slf: &Bound<'_, Self>, defer: bool) -> PyResult<()> {
+        let py = slf.py();
+        let snap = Self::snapshot(slf)?;
+        let backlog = snap.write_backlog.bind(py);
+        let cipher = snap.cipher.bind(py);
+        let encrypted = (|| -> PyResult<()> {
+            while backlog.is_truthy()? {
+                let data = backlog.get_item(0)?;
+                let count: usize = cipher
+                    .call_method1(intern!(py, "write"), (&data,))?
+                    .extract()?;
+                let len = data.len()?;
+                if count < len {
+                    backlog.set_item(
+                        0,
+                        data.get_item(PySlice::new(py, count as isize, isize::MAX, 1))?,
+                    )?;
+                    slf.try_borrow_mut()?.write_buffer_size -= count as isize;
+                } else {
+                    backlog.del_item(0)?;
+                    slf.try_borrow_mut()?.write_buffer_size -= len as isize;
+                }
+            }
+            Ok(())
+        })();
+        match encrypted {
+            Err(err) if !is_again(py, &err)? => return Err(err),
+            _ => {}
+        }
+        if defer {
+            Self::push_outgoing(slf)
+        } else {
+            Self::_process_outgoing(slf)
+        }
     }
 
     fn report_flow_control_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
@@ -377,6 +472,8 @@ impl TlsLayer {
             incoming: py.None(),
             outgoing: py.None(),
             transport: py.None(),
+            io: None,
+            flush_queued: false,
             app_protocol: py.None(),
             app_protocol_is_buffer: false,
             write_backlog: py.None(),
@@ -391,6 +488,26 @@ impl TlsLayer {
             outgoing_high_water: 0,
             outgoing_low_water: 0,
         }
+    }
+
+    #[getter(_transport)]
+    fn get_transport(&self, py: Python<'_>) -> Py<PyAny> {
+        self.transport.clone_ref(py)
+    }
+
+    /// The socket transport (None once lost), and the io table its records may wait in.
+    #[setter(_transport)]
+    fn set_transport(&mut self, transport: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = transport.py();
+        self.io = match transport.getattr_opt(intern!(py, "_core"))? {
+            Some(core) => match core.cast::<TransportCore>() {
+                Ok(core) => core.get().with(py, |s| s.io.clone())?,
+                Err(_) => None,
+            },
+            None => None,
+        };
+        self.transport = transport.unbind();
+        Ok(())
     }
 
     #[getter(_sslobj)]
@@ -465,35 +582,24 @@ impl TlsLayer {
 
     /// Encrypts the backlog (as far as the TLS layer takes it), then sends the records.
     fn _do_write(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::do_write(slf, false)
+    }
+
+    /// Sends what waits for the end of the iteration, if anything does and the connection is
+    /// up: at the iteration's end, or before `abort()` or a fatal error closes the socket (on
+    /// asyncio those records would be in the kernel already).
+    fn _flush_deferred(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let snap = Self::snapshot(slf)?;
-        let backlog = snap.write_backlog.bind(py);
-        let cipher = snap.cipher.bind(py);
-        let encrypted = (|| -> PyResult<()> {
-            while backlog.is_truthy()? {
-                let data = backlog.get_item(0)?;
-                let count: usize = cipher
-                    .call_method1(intern!(py, "write"), (&data,))?
-                    .extract()?;
-                let len = data.len()?;
-                if count < len {
-                    backlog.set_item(
-                        0,
-                        data.get_item(PySlice::new(py, count as isize, isize::MAX, 1))?,
-                    )?;
-                    slf.try_borrow_mut()?.write_buffer_size -= count as isize;
-                } else {
-                    backlog.del_item(0)?;
-                    slf.try_borrow_mut()?.write_buffer_size -= len as isize;
-                }
-            }
-            Ok(())
-        })();
-        match encrypted {
-            Err(err) if !is_again(py, &err)? => return Err(err),
-            _ => {}
+        let live = {
+            let mut this = slf.try_borrow_mut()?;
+            let queued = std::mem::replace(&mut this.flush_queued, false);
+            queued && !this.transport.is_none(py)
+        };
+        if !live {
+            return Ok(());
         }
-        Self::_process_outgoing(slf)
+        let result = Self::_process_outgoing(slf);
+        Self::fatal_on_error(slf, result)
     }
 
     /// Queues the application's data and encrypts it if the connection is up.
@@ -519,7 +625,7 @@ impl TlsLayer {
         if in_handshake {
             return Ok(());
         }
-        let result = Self::_do_write(slf);
+        let result = Self::do_write(slf, true);
         Self::fatal_on_error(slf, result)
     }
 
@@ -676,4 +782,18 @@ impl TlsLayer {
             }
         });
     }
+}
+
+/// Flushes the TLS layers `waiting` for the iteration's end, all of them even if one fails.
+pub(crate) fn flush_deferred(py: Python<'_>, waiting: Vec<Py<PyAny>>) -> PyResult<()> {
+    let mut first_error = None;
+    for layer in waiting {
+        let layer = layer.bind(py);
+        if let Ok(layer) = layer.cast::<TlsLayer>()
+            && let Err(err) = TlsLayer::_flush_deferred(layer)
+        {
+            first_error.get_or_insert(err);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
