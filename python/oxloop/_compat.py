@@ -87,6 +87,21 @@ FlowControlMixin = transports._FlowControlMixin
 TransportSocket = trsock.TransportSocket
 SSLProtocol = sslproto.SSLProtocol
 SSLProtocolTransport = sslproto._SSLProtocolTransport
+
+
+def take_unread_stream_data(protocol: Any) -> bytes:
+    """What a `StreamReaderProtocol`'s reader holds unread, taken out of it (b"" for any other
+    protocol): `start_tls` hands it to the TLS handshake (CPython gh-142352)."""
+    if not isinstance(protocol, asyncio.StreamReaderProtocol):
+        return b""
+    reader = protocol._stream_reader
+    if reader is None:
+        return b""
+    data = bytes(reader._buffer)
+    reader._buffer.clear()
+    return data
+
+
 SendfileMode = constants._SendfileMode
 SSL_HANDSHAKE_TIMEOUT = constants.SSL_HANDSHAKE_TIMEOUT
 SSL_SHUTDOWN_TIMEOUT = constants.SSL_SHUTDOWN_TIMEOUT

@@ -15,6 +15,7 @@ import asyncio
 import errno
 import os
 import socket
+import ssl
 from typing import Any
 
 from . import _compat
@@ -48,7 +49,6 @@ class NetworkMixin:
     _create_server_getaddrinfo = borrow(BaseEventLoop, "_create_server_getaddrinfo")
     connect_accepted_socket = borrow(BaseEventLoop, "connect_accepted_socket")
     _create_connection_transport = borrow(BaseEventLoop, "_create_connection_transport")
-    start_tls = borrow(BaseEventLoop, "start_tls")
     sendfile = borrow(BaseEventLoop, "sendfile")
     _sendfile_fallback = borrow(BaseEventLoop, "_sendfile_fallback")
     create_datagram_endpoint = borrow(BaseEventLoop, "create_datagram_endpoint")
@@ -104,14 +104,7 @@ class NetworkMixin:
         ssl_handshake_timeout: float | None = SSL_HANDSHAKE_TIMEOUT,
         ssl_shutdown_timeout: float | None = SSL_SHUTDOWN_TIMEOUT,
     ) -> asyncio.Transport:
-        # TLS is a protocol (a BufferedProtocol) over a plain socket transport: asyncio's
-        # SSLProtocol, or by default its subclass with the per-record work in Rust.
-        if self.tls_implementation == "stdlib":
-            protocol_class = _compat.SSLProtocol
-        else:
-            protocol_class = TLSProtocol
-        ssl_protocol = protocol_class(
-            self,
+        ssl_protocol = self._make_tls_protocol(
             protocol,
             sslcontext,
             waiter,
@@ -121,6 +114,64 @@ class NetworkMixin:
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
         SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    def _make_tls_protocol(self, *args: Any, **kwargs: Any) -> Any:
+        # TLS is a protocol (a BufferedProtocol) over a plain socket transport: asyncio's
+        # SSLProtocol, or by default its subclass with the per-record work in Rust.
+        if self.tls_implementation == "stdlib":
+            return _compat.SSLProtocol(self, *args, **kwargs)
+        return TLSProtocol(self, *args, **kwargs)
+
+    async def start_tls(
+        self,
+        transport: Any,
+        protocol: Any,
+        sslcontext: Any,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> Any:
+        """Upgrade `transport` to TLS; return the transport `protocol` now uses.
+
+        asyncio's `start_tls` step for step, with this loop's TLS protocol (asyncio's names
+        `sslproto.SSLProtocol` itself) and, on the server side, the bytes a `StreamReader`
+        already holds handed to the handshake (CPython gh-142352, fixed in 3.14: before, a
+        ClientHello read with the last plain-text line was lost and the handshake hung).
+        """
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(
+                f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}"
+            )
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        waiter = self.create_future()
+        ssl_protocol = self._make_tls_protocol(
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
+        )
+        # Paused before the protocol changes, so no data arrives before connection_made.
+        transport.pause_reading()
+        if server_side:
+            ssl_protocol._incoming.write(_compat.take_unread_stream_data(protocol))
+        transport.set_protocol(ssl_protocol)
+        connection_made = self.call_soon(ssl_protocol.connection_made, transport)
+        resume = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            connection_made.cancel()
+            resume.cancel()
+            raise
         return ssl_protocol._app_transport
 
     async def _sendfile_native(
