@@ -31,7 +31,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::clock;
 use crate::gil_cell::GilCell;
 use crate::handles::{CallbackSlot, Handle, LoopHeld, TimerHandle, check_callable, track_handle};
-use crate::io_table::{IoTable, IoTarget, Side, fileobj_to_fd};
+use crate::io_table::{IoTable, IoTarget, Side, fileobj_number, fileobj_to_fd, int_to_fd};
 use crate::ready::Ready;
 use crate::stats::{Backlog, LoopStats};
 use crate::tasks::{self, TaskFactory};
@@ -226,8 +226,10 @@ impl LoopCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        // asyncio asks a file object for its fileno() before it checks the loop is open.
+        let number = fileobj_number(fd)?;
         this.check_closed()?;
-        let fd_number = fileobj_to_fd(fd)?;
+        let fd_number = int_to_fd(&number)?;
         this.ensure_fd_no_transport(py, fd_number, fd)?;
         let method = match side {
             Side::Read => "add_reader",
@@ -245,6 +247,7 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         if this.closed.load(Ordering::Relaxed) {
+            fileobj_number(fd)?; // asyncio's check of a file object comes first
             return Ok(false);
         }
         let fd_number = match fileobj_to_fd(fd) {

@@ -265,8 +265,15 @@ struct IterationEnd {
 /// a negative number or an object without a usable `fileno()`, OverflowError for a number no
 /// C int holds, and whatever else `fileno()` raises.
 pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    int_to_fd(&fileobj_number(obj)?)
+}
+
+/// The first half of `fileobj_to_fd`, asyncio's `_ensure_fd_no_transport`: an int as it is,
+/// any other object's `int(fileno())`, ValueError for an object without a usable `fileno()`.
+/// asyncio makes this check even on a closed loop, before it looks at the number.
+pub fn fileobj_number<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyInt>> {
     let py = obj.py();
-    let number = match obj.cast::<PyInt>() {
+    Ok(match obj.cast::<PyInt>() {
         Ok(fd) => fd.clone(),
         Err(_) => obj
             .call_method0("fileno")
@@ -283,7 +290,11 @@ pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
                     err
                 }
             })?,
-    };
+    })
+}
+
+/// The second half of `fileobj_to_fd`: the number as an fd, or asyncio's error for it.
+pub fn int_to_fd(number: &Bound<'_, PyInt>) -> PyResult<RawFd> {
     match number.extract::<RawFd>() {
         Ok(fd) if fd >= 0 => Ok(fd),
         Ok(_) => Err(PyValueError::new_err(format!(

@@ -170,6 +170,35 @@ def test_signal_handler_called_once_per_signal(loop, restore_sigusr1):
     assert calls == ["x", "x", "x"]
 
 
+@pytest.fixture
+def restore_sigusr2():
+    old = signal.getsignal(signal.SIGUSR2)
+    yield
+    signal.signal(signal.SIGUSR2, old)
+
+
+def test_handler_that_is_no_callable_fails_when_run_and_other_signals_still_run(
+    loop, exception_contexts, restore_sigusr1, restore_sigusr2
+):
+    # asyncio takes any object as a handler and reports the TypeError when its signal's
+    # handler runs. Both signals arrive before the loop reads them: the other one's handler
+    # must still run (it was lost when the first one failed while the two were read).
+    calls = []
+    loop.add_signal_handler(signal.SIGUSR1, 42)
+    loop.add_signal_handler(signal.SIGUSR2, calls.append, "usr2")
+    try:
+        signal.raise_signal(signal.SIGUSR1)
+        signal.raise_signal(signal.SIGUSR2)
+        for _ in range(3):
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+        loop.remove_signal_handler(signal.SIGUSR2)
+    assert calls == ["usr2"]
+    assert [type(c.get("exception")) for c in exception_contexts] == [TypeError]
+
+
 def test_remove_signal_handler_returns_true_then_false(loop, restore_sigusr1):
     loop.add_signal_handler(signal.SIGUSR1, lambda: None)
     assert loop.remove_signal_handler(signal.SIGUSR1) is True

@@ -2,13 +2,17 @@
 same observable results required of both.
 
 A Hypothesis `RuleBasedStateMachine` draws operations over the loop API (callbacks and timers
-with NaN, infinite, huge and negative delays, cancels, stop/close/re-entry from callbacks,
+with infinite, huge and negative delays, cancels, stop/close/re-entry from callbacks,
 exceptions and BaseExceptions from callbacks and protocol methods, fd watches on bad, closed
-and reused fds, `sock_*` calls on closed, non-socket and wrong-type sockets, transports in
-every state, servers, calls from other threads, garbage collection) and applies each to one
-`fuzzworld.World` per loop; after every step the two traces must be equal. A crash, a hang
-(pytest-timeout), or a difference in what was called, returned or raised fails the test, and
-Hypothesis shrinks it to a short program.
+and reused fds, `sock_*` calls on closed, half-closed, non-socket and wrong-type sockets,
+transports in every state, servers, calls from other threads, the default executor (jobs that
+return, raise or call the loop back; its shutdown; use after shutdown or close), signal
+handlers (added, removed, raising, bad signal numbers, signals sent to the process), garbage
+collection) and applies each to one `fuzzworld.World` per loop; after every step the two
+traces must be equal.
+A crash, a hang (every wait is bounded and fails with a message; pytest-timeout as a last
+resort), or a difference in what was called, returned or raised fails the test, and Hypothesis
+shrinks it to a short program.
 
 CI runs a bounded number of examples. `OXLOOP_FUZZ_LONG=<seconds>` runs fresh examples for
 that long and prints how many operations ran clean (the README's number).
@@ -16,11 +20,12 @@ that long and prints how many operations ran clean (the README's number).
 
 import math
 import os
+import signal
 import sys
 import time
 
 import pytest
-from fuzzworld import World, finalisers_checked
+from fuzzworld import FUZZED_SIGNALS, World, finalisers_checked, signals_owned
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -91,6 +96,11 @@ PROTOCOL_METHODS = [
     "pause_writing",
     "resume_writing",
 ]
+SIGNAL_NUMBERS = st.sampled_from(
+    [signal.SIGUSR1, signal.SIGUSR2, signal.SIGKILL, 0, -1, 32, 65, 2**40, 1.5, "x", None]
+)
+HANDLERS = st.sampled_from(["record", "raise", "raise_base", "coroutine", "not_callable"])
+EXECUTOR_JOBS = st.sampled_from(["return", "raise", "raise_base", "threadsafe", "not_callable"])
 RAISES = st.dictionaries(
     st.sampled_from(PROTOCOL_METHODS),
     st.sampled_from([ValueError, KeyboardInterrupt, SystemExit]),
@@ -103,7 +113,8 @@ def run_on(world, method, *args):
     behind the loop's back), stock asyncio's selector may raise from anywhere (its stale
     registration): that is not oxloop's to answer for. oxloop must still not raise."""
     try:
-        getattr(world, method)(*args)
+        with signals_owned(world):
+            getattr(world, method)(*args)
     except Exception:
         if world.compared is None or isinstance(world.loop, oxloop.Loop):
             raise
@@ -139,6 +150,12 @@ class LoopsAgree(RuleBasedStateMachine):
     def run_once(self):
         self.apply("run_once")
 
+    # Rarely: every operation after it meets a closed loop.
+    @rule(chance=st.integers(0, 3))
+    def close_loop(self, chance):
+        if chance == 0:
+            self.apply("close_loop")
+
     @rule()
     def new_pair(self):
         self.apply("new_pair")
@@ -160,7 +177,7 @@ class LoopsAgree(RuleBasedStateMachine):
 
     @rule(
         op=st.sampled_from(["recv", "recv_into", "sendall", "accept", "connect"]),
-        sock=st.sampled_from(["pair", "closed", "not_a_socket", "udp"]),
+        sock=st.sampled_from(["pair", "closed", "not_a_socket", "udp", "half_closed"]),
     )
     def sock_call(self, op, sock):
         self.apply("sock_call", op, sock)
@@ -180,6 +197,26 @@ class LoopsAgree(RuleBasedStateMachine):
     @rule(what=st.sampled_from(["create", "close", "is_serving", "wait_closed", "connect"]))
     def server_call(self, what):
         self.apply("server_call", what)
+
+    @rule(kind=EXECUTOR_JOBS, wait=st.booleans())
+    def executor_call(self, kind, wait):
+        self.apply("executor_call", kind, wait)
+
+    @rule()
+    def executor_shutdown(self):
+        self.apply("executor_shutdown")
+
+    @rule(sig=SIGNAL_NUMBERS, kind=HANDLERS)
+    def signal_add(self, sig, kind):
+        self.apply("signal_add", sig, kind)
+
+    @rule(sig=SIGNAL_NUMBERS)
+    def signal_remove(self, sig):
+        self.apply("signal_remove", sig)
+
+    @rule(sig=st.sampled_from(FUZZED_SIGNALS), how=st.sampled_from(["kill", "raise_signal"]))
+    def signal_raise(self, sig, how):
+        self.apply("signal_raise", sig, how)
 
     @invariant()
     def agree(self):

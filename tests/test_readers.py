@@ -377,6 +377,36 @@ class _FilenoRaises:
         raise self.exc
 
 
+@pytest.mark.parametrize(
+    ("fileobj", "error"),
+    [
+        ("text", ValueError),
+        (_FilenoRaises(ValueError()), ValueError),
+        (_FilenoRaises(OSError()), OSError),
+    ],
+    ids=["str", "fileno-valueerror", "fileno-oserror"],
+)
+@pytest.mark.parametrize("method", ["add_reader", "add_writer", "remove_reader", "remove_writer"])
+def test_bad_file_object_on_closed_loop_raises_before_the_closed_check(
+    loop, method, fileobj, error
+):
+    # asyncio asks the object for its fd first (ValueError for no usable fileno(), fileno()'s
+    # own error otherwise), then refuses a closed loop (add) or answers False (remove).
+    loop.close()
+    args = (fileobj, lambda: None) if method.startswith("add") else (fileobj,)
+    with pytest.raises(error):
+        getattr(loop, method)(*args)
+
+
+@pytest.mark.parametrize("fd", [-1, 2**40])
+def test_any_int_on_closed_loop_is_refused_as_closed_or_not_watched(loop, fd):
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.add_reader(fd, lambda: None)
+    assert loop.remove_reader(fd) is False
+    assert loop.remove_writer(fd) is False
+
+
 @pytest.mark.parametrize("method", ["add_reader", "add_writer"])
 def test_fd_number_never_opened_raises_ebadf_without_sizing_anything(loop, method):
     # Used to abort the whole process: the fd table grew to the number given before the kernel

@@ -182,11 +182,59 @@ def test_shutdown_default_executor_joins_threads(loop):
     assert not any(t.is_alive() for t in threads)
 
 
+def raise_keyboard_interrupt():
+    raise KeyboardInterrupt("from the job")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("how", ["executor_job", "future_set_exception"])
+def test_run_until_complete_of_a_future_ending_in_keyboard_interrupt_stops(loop, loop_name, how):
+    # Nothing propagates out of the loop when a future (not a task) gets KeyboardInterrupt or
+    # SystemExit. Stock asyncio's done callback assumes it did, as a task's step re-raises it,
+    # and never stops the loop: only the guard timer does (a documented deviation). oxloop stops
+    # and raises it at once.
+    if how == "executor_job":
+        future = loop.run_in_executor(None, raise_keyboard_interrupt)
+    else:
+        future = loop.create_future()
+        loop.call_soon(future.set_exception, KeyboardInterrupt("set on the future"))
+    guard_fired = []
+    loop.call_later(1.0, lambda: (guard_fired.append(True), loop.stop()))
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(future)
+    assert guard_fired == ([True] if loop_name == "asyncio" else [])
+
+
+def test_run_until_complete_of_a_task_ending_in_keyboard_interrupt_raises_it_once(loop):
+    # A task's KeyboardInterrupt propagates out of the loop itself; the loop runs normally after.
+    async def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(interrupted())
+    assert loop.run_until_complete(asyncio.sleep(0, "after")) == "after"
+
+
 def test_run_in_executor_after_shutdown_default_executor_raises(loop):
     loop.run_until_complete(loop.run_in_executor(None, lambda: None))
     loop.run_until_complete(loop.shutdown_default_executor())
     with pytest.raises(RuntimeError):
         loop.run_in_executor(None, lambda: None)
+
+
+def test_run_in_executor_after_shutdown_raises_even_with_a_new_default_executor(loop):
+    # asyncio refuses the default executor for good once its shutdown was called, whatever
+    # executor is the default now.
+    loop.run_until_complete(loop.shutdown_default_executor())
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        loop.set_default_executor(executor)
+        with pytest.raises(RuntimeError, match="Executor shutdown has been called"):
+            loop.run_in_executor(None, lambda: None)
+        # An explicit executor is still fine.
+        assert loop.run_until_complete(loop.run_in_executor(executor, lambda: 7)) == 7
+    finally:
+        executor.shutdown(wait=True)
 
 
 def test_shutdown_default_executor_without_executor_is_fine(loop):

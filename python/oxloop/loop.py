@@ -147,6 +147,12 @@ class Loop(
             # as "never retrieved" when the loop is interrupted.
             _compat.task_quiet_when_destroyed_pending(future)
         future.add_done_callback(_compat.run_until_complete_cb)
+        # asyncio's callback leaves the loop running when the future ends in KeyboardInterrupt
+        # or SystemExit, which a task's step re-raises out of the loop. A plain future (an
+        # executor job's) raises nothing: without this, the loop would never stop.
+        plain = not isinstance(future, asyncio.Task)
+        if plain:
+            future.add_done_callback(_stop_on_fatal_exception)
         try:
             self.run_forever()
         except BaseException:
@@ -155,6 +161,8 @@ class Loop(
             raise
         finally:
             future.remove_done_callback(_compat.run_until_complete_cb)
+            if plain:
+                future.remove_done_callback(_stop_on_fatal_exception)
         if not future.done():
             raise RuntimeError("Event loop stopped before Future completed.")
         return future.result()
@@ -356,10 +364,10 @@ class Loop(
         if self.get_debug():
             self._check_callback(func, "run_in_executor")
         if executor is None:
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
             executor = self._default_executor
             if executor is None:
-                if self._executor_shutdown_called:
-                    raise RuntimeError("Executor shutdown has been called")
                 executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
                 self._default_executor = executor
         return asyncio.wrap_future(executor.submit(func, *args), loop=self)
@@ -449,3 +457,10 @@ def _set_result_unless_done(fut: asyncio.Future, result: Any) -> None:
 def _set_exception_unless_done(fut: asyncio.Future, exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
+
+
+def _stop_on_fatal_exception(fut: asyncio.Future) -> None:
+    """Stops `run_until_complete` of a plain future that ended in KeyboardInterrupt or
+    SystemExit (asyncio's own done callback stops it in every other case)."""
+    if not fut.cancelled() and isinstance(fut.exception(), (KeyboardInterrupt, SystemExit)):
+        fut.get_loop().stop()

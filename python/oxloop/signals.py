@@ -29,6 +29,11 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     """The Python-level handler for signals the loop handles through the wakeup fd."""
 
 
+def _call_not_callable(callback: Any, *args: Any) -> None:
+    """Calls a signal handler that is no callable, raising the TypeError asyncio reports."""
+    callback(*args)
+
+
 class SignalsMixin:
     """The signal methods of `oxloop.Loop` (which provides `add_reader` and the callbacks)."""
 
@@ -104,6 +109,11 @@ class SignalsMixin:
                 entry = self._signal_handlers.get(signum)
                 if entry is not None:
                     callback, args, context = entry
+                    if not callable(callback):
+                        # asyncio takes any object and fails when the handler runs, as here;
+                        # call_soon would refuse it now, losing the signals read with it.
+                        args = (callback, *args)
+                        callback = _call_not_callable
                     self.call_soon(callback, *args, context=context)
 
     def _stop_signal_wakeup(self) -> None:
