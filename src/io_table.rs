@@ -648,6 +648,11 @@ impl<O> IoTable<O> {
         })
     }
 
+    /// The loop closed the table: nothing will watch an fd again.
+    pub fn is_closed(&self) -> bool {
+        self.poller.is_closed()
+    }
+
     /// Wakes a poll in progress or the next one, from any thread (asyncio's self-pipe write).
     pub fn wake(&self, py: Python<'_>) -> PyResult<()> {
         if self.poller.is_closed() {

@@ -367,10 +367,6 @@ class World:
             # Stock asyncio 3.12+ fails with TypeError here (its `_write_ready` is None once
             # the transport is lost); oxloop ignores it, as write() after close.
             return
-        if method in ("write", "writelines") and self.loop.is_closed():
-            # Stock asyncio raises RuntimeError when a write must wait for a closed loop's
-            # poller; oxloop queues it (a known difference, not fixed yet: README).
-            return
         call = getattr(transport, method)
         result = []
         if arg == "big":

@@ -305,3 +305,24 @@ def test_queued_datagrams_count_toward_the_write_buffer_as_asyncio_counts_them(l
         assert (one, more) == (1 + 8, 1 + 8 + 8 + 3 + 8)
     else:
         assert (one, more) == (1, 1 + 3)
+
+
+def test_write_that_must_wait_after_the_loop_closed_raises_and_buffers_nothing(loop):
+    """A write the socket cannot take at once needs the loop to watch for writability: after
+    loop.close() there is no loop to do it, and asyncio raises RuntimeError (from its
+    add_writer) instead of queueing bytes that could never leave. What the kernel took at once
+    is sent; nothing is buffered."""
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    transport, _ = loop.run_until_complete(loop.create_connection(asyncio.Protocol, sock=ours))
+    loop.close()
+    transport.write(b"")  # nothing to send: nothing to wait for
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        transport.write(b"x" * (64 << 20))
+    assert transport.get_write_buffer_size() == 0
+    assert not transport.is_closing()
+    # Closing needs the loop (connection_lost is scheduled): a closed loop refuses, as asyncio's.
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        transport.close()
+    ours.close()
+    peer.close()

@@ -80,6 +80,7 @@ impl WriteData {
 enum WriteOutcome {
     Done(WriteData),
     Failed(PyErr, WriteData),
+    LoopClosed(WriteData),
     Buffered { register: bool },
 }
 
@@ -159,6 +160,11 @@ impl TransportCore {
                         return WriteOutcome::Failed(err, data);
                     }
                 }
+                // The rest needs a writability watch, which a closed loop cannot give: asyncio's
+                // add_writer raises there, and the rest is not buffered.
+                if s.io.as_ref().is_some_and(|io| io.is_closed()) {
+                    return WriteOutcome::LoopClosed(data);
+                }
             }
             chunks.push_back(data.into_chunk(sent));
             s.buffered += len - sent;
@@ -172,6 +178,10 @@ impl TransportCore {
             WriteOutcome::Failed(err, data) => {
                 drop(data);
                 self.fatal_error(py, err, "Fatal write error on socket transport")
+            }
+            WriteOutcome::LoopClosed(data) => {
+                drop(data);
+                Err(PyRuntimeError::new_err("Event loop is closed"))
             }
             WriteOutcome::Buffered { register } => {
                 if register {
