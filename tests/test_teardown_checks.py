@@ -68,6 +68,7 @@ def test_teardown_checks_fail_what_leaks_and_pass_what_cleans_up(pytester):
     pytester.makepyfile(
         teardown_checks=(HERE / "teardown_checks.py").read_text(),
         tlshelpers=(HERE / "tlshelpers.py").read_text(),
+        nethelpers=(HERE / "nethelpers.py").read_text(),
     )
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")

@@ -14,7 +14,7 @@ import ssl
 
 import pytest
 from nethelpers import Accepted, EchoProtocol, RecordingProtocol, payload, run
-from tlshelpers import SERVER_HOSTNAME
+from tlshelpers import SERVER_HOSTNAME, connected_pair
 
 import oxloop.tls
 
@@ -86,19 +86,9 @@ def test_tls_over_unix_sockets(loop, tls, tmp_path):
 
 def test_tls_shutdown_timeout_ends_a_close_the_peer_never_answers(loop, tls):
     async def main():
-        accepted = Accepted()
-        server = await loop.create_server(accepted, "127.0.0.1", 0, ssl=tls.server_context())
-        port = server.sockets[0].getsockname()[1]
-        transport, proto = await loop.create_connection(
-            RecordingProtocol,
-            "127.0.0.1",
-            port,
-            ssl=tls.client_context(),
-            server_hostname=SERVER_HOSTNAME,
-            ssl_shutdown_timeout=SHORT,
+        server, transport, proto, server_proto = await connected_pair(
+            tls, Accepted(), ssl_shutdown_timeout=SHORT
         )
-        server_proto = await accepted.next()
-        await asyncio.wait_for(server_proto.made, 10)
         # A paused server reads neither our close_notify nor answers it.
         server_proto.transport.pause_reading()
         start = loop.time()
@@ -130,18 +120,7 @@ def test_tls_paused_application_pauses_the_socket_reads(loop, tls):
     message = payload(4 * 1024 * 1024)
 
     async def main():
-        accepted = Accepted()
-        server = await loop.create_server(accepted, "127.0.0.1", 0, ssl=tls.server_context())
-        port = server.sockets[0].getsockname()[1]
-        transport, proto = await loop.create_connection(
-            RecordingProtocol,
-            "127.0.0.1",
-            port,
-            ssl=tls.client_context(),
-            server_hostname=SERVER_HOSTNAME,
-        )
-        server_proto = await accepted.next()
-        await asyncio.wait_for(server_proto.made, 10)
+        server, transport, proto, server_proto = await connected_pair(tls, Accepted())
         raw = transport._ssl_protocol._transport  # the socket transport under the TLS layer
         transport.pause_reading()
         server_proto.transport.write(message)

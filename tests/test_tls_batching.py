@@ -10,8 +10,8 @@ test time.
 import asyncio
 
 import pytest
-from nethelpers import Accepted, RecordingProtocol, payload, run
-from tlshelpers import SERVER_HOSTNAME
+from nethelpers import Accepted, payload, run
+from tlshelpers import connected_pair
 
 
 class CountingTransport:
@@ -27,23 +27,6 @@ class CountingTransport:
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
-
-
-async def connected_pair(tls, accepted):
-    """A TLS server, a client connection to it and the server side's protocol, handshaken."""
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(accepted, "127.0.0.1", 0, ssl=tls.server_context())
-    port = server.sockets[0].getsockname()[1]
-    transport, proto = await loop.create_connection(
-        RecordingProtocol,
-        "127.0.0.1",
-        port,
-        ssl=tls.client_context(),
-        server_hostname=SERVER_HOSTNAME,
-    )
-    server_proto = await accepted.next()
-    await asyncio.wait_for(server_proto.made, 10)
-    return server, transport, proto, server_proto
 
 
 async def close_all(server, transport, proto):

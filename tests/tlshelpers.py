@@ -6,6 +6,7 @@ Not a test module: tests import it as `from tlshelpers import ...` (see nethelpe
 session-scoped `tls` fixture of conftest.py calls `make_tls_files` once per run.
 """
 
+import asyncio
 import dataclasses
 import shutil
 import ssl
@@ -13,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from nethelpers import RecordingProtocol
 
 SERVER_HOSTNAME = "localhost"
 
@@ -99,3 +101,23 @@ def record_exception_handler(loop):
     calls = []
     loop.set_exception_handler(lambda _loop, context: calls.append(context))
     return calls
+
+
+async def connected_pair(tls, accepted, **client_options):
+    """A TLS server made with `accepted` (nethelpers.Accepted), a client connection to it (a
+    RecordingProtocol; `client_options` go to create_connection) and the server side's
+    protocol, handshaken: (server, transport, protocol, server_protocol)."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(accepted, "127.0.0.1", 0, ssl=tls.server_context())
+    port = server.sockets[0].getsockname()[1]
+    transport, proto = await loop.create_connection(
+        RecordingProtocol,
+        "127.0.0.1",
+        port,
+        ssl=tls.client_context(),
+        server_hostname=SERVER_HOSTNAME,
+        **client_options,
+    )
+    server_proto = await accepted.next()
+    await asyncio.wait_for(server_proto.made, 10)
+    return server, transport, proto, server_proto
