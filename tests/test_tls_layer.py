@@ -415,3 +415,57 @@ def test_oxloop_tls_environment_variable_picks_the_tls_protocol(
         assert isinstance(protocol, oxloop.tls.TLSProtocol)
     else:
         assert type(protocol) is asyncio.sslproto.SSLProtocol
+
+
+def test_loops_in_threads_at_once_keep_each_connections_bytes(loop_factory, tls):
+    """Loops in two threads echo TLS streams at the same time, each its own byte pattern.
+    `SSLObject.read` lets go of the GIL while it decrypts: a decrypt buffer shared by threads
+    mixed one loop's plaintext into the other's (oxloop's single-copy read did)."""
+    import threading
+
+    size, chunk = 2 * 1024 * 1024, 64 * 1024
+
+    async def echo(reader, writer):
+        while data := await reader.read(256 * 1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def roundtrip(seed):
+        server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=tls.server_context())
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=tls.client_context(), server_hostname=SERVER_HOSTNAME
+        )
+        sent = bytes((seed + i * 7 + i // 251) % 256 for i in range(size))
+
+        async def send():
+            for start in range(0, size, chunk):
+                writer.write(sent[start : start + chunk])
+                await writer.drain()
+
+        sender = asyncio.ensure_future(send())
+        received = await reader.readexactly(size)
+        await sender
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return received == sent
+
+    results = {}
+
+    def in_thread(seed):
+        thread_loop = loop_factory()
+        try:
+            results[seed] = thread_loop.run_until_complete(asyncio.wait_for(roundtrip(seed), 60))
+        except BaseException as exc:  # the assertion below names it
+            results[seed] = exc
+
+    threads = [threading.Thread(target=in_thread, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert results == {1: True, 2: True}

@@ -90,15 +90,27 @@ fn more_to_decrypt(cipher: &Bound<'_, PyAny>, incoming: &Bound<'_, PyAny>) -> Py
     Ok(waiting > 0 || decrypted()? > 0)
 }
 
-/// The buffer every connection of the process decrypts into before the bytes are copied out
-/// (`MAX_READ` long). One is enough: nothing runs between a read and its copy.
-fn read_scratch(py: Python<'_>) -> PyResult<&Bound<'_, PyByteArray>> {
-    static SCRATCH: PyOnceLock<Py<PyByteArray>> = PyOnceLock::new();
-    SCRATCH
+/// The buffer every connection of the calling thread decrypts into before the bytes are copied
+/// out (`MAX_READ` long). One per thread, not one per process: `SSLObject.read` lets go of the
+/// GIL while it decrypts, so a loop in another thread would write into a shared one between
+/// two reads of a record sequence. Kept on a `threading.local`, which Python frees with its
+/// thread.
+fn read_scratch(py: Python<'_>) -> PyResult<Bound<'_, PyByteArray>> {
+    static PER_THREAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let per_thread = PER_THREAD
         .get_or_try_init(py, || {
-            PyByteArray::new_with(py, MAX_READ, |_| Ok(())).map(Bound::unbind)
-        })
-        .map(|scratch| scratch.bind(py))
+            py.import("threading")?
+                .call_method0("local")
+                .map(Bound::unbind)
+        })?
+        .bind(py);
+    let name = intern!(py, "oxloop_tls_read_scratch");
+    if let Ok(scratch) = per_thread.getattr(name) {
+        return Ok(scratch.cast_into::<PyByteArray>()?);
+    }
+    let scratch = PyByteArray::new_with(py, MAX_READ, |_| Ok(()))?;
+    per_thread.setattr(name, &scratch)?;
+    Ok(scratch)
 }
 
 fn ssl_object_class(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
@@ -185,7 +197,7 @@ impl TlsLayer {
         let py = slf.py();
         let cipher = snap.cipher.bind(py);
         let incoming = snap.incoming.bind(py);
-        let scratch = read_scratch(py)?;
+        let scratch = &read_scratch(py)?;
         let mut chunks: Vec<Bound<'_, PyBytes>> = Vec::new();
         let copy_out = |filled: usize| -> PyResult<Bound<'_, PyBytes>> {
             let data = BufferView::readable(scratch)?;
