@@ -105,7 +105,6 @@ def test_borrowed_methods_are_the_running_pythons_own():
         owner_name, _, name = qualname.rpartition(".")
         owner = {
             "BaseEventLoop": _compat.BaseEventLoop,
-            "BaseSelectorEventLoop": _compat.BaseSelectorEventLoop,
             "_UnixSelectorEventLoop": _compat.UnixSelectorEventLoop,
         }[owner_name]
         assert getattr(oxloop.Loop, name) is getattr(owner, name), qualname

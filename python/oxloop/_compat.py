@@ -24,7 +24,6 @@ from asyncio import (
     events,
     format_helpers,
     runners,
-    selector_events,
     sslproto,
     taskgroups,
     tasks,
@@ -44,7 +43,6 @@ PY = sys.version_info[:2]
 # state only `_UnixSelectorEventLoop.__init__` makes).
 
 BaseEventLoop = base_events.BaseEventLoop
-BaseSelectorEventLoop = selector_events.BaseSelectorEventLoop
 UnixSelectorEventLoop = unix_events._UnixSelectorEventLoop
 
 BORROWED: dict[str, Any] = {}

@@ -179,6 +179,7 @@ class Loop(
             self._diagnostics.loop_closing()  # reports what is certain now; stops the watchdog
         self._remove_all_signal_handlers()
         self._forget_children()
+        self._close_tls_handshakes()
         self._close_core()
         executor, self._default_executor = self._default_executor, None
         if executor is not None:

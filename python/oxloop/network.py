@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import socket
 import ssl
@@ -24,7 +25,6 @@ from ._compat import (
     SSL_HANDSHAKE_TIMEOUT,
     SSL_SHUTDOWN_TIMEOUT,
     BaseEventLoop,
-    BaseSelectorEventLoop,
     UnixSelectorEventLoop,
     borrow,
 )
@@ -54,7 +54,6 @@ class NetworkMixin:
     create_datagram_endpoint = borrow(BaseEventLoop, "create_datagram_endpoint")
     create_unix_connection = borrow(UnixSelectorEventLoop, "create_unix_connection")
     create_unix_server = borrow(UnixSelectorEventLoop, "create_unix_server")
-    _accept_connection2 = borrow(BaseSelectorEventLoop, "_accept_connection2")
 
     def _init_network(self) -> None:
         # State asyncio's borrowed methods read (see _compat.BORROWED): 3.13's
@@ -62,6 +61,8 @@ class NetworkMixin:
         self._unix_server_sockets: dict[socket.socket, int] = {}
         # "native" (oxloop.tls.TLSProtocol) or "stdlib" (asyncio's SSLProtocol): see oxloop.tls.
         self.tls_implementation = tls_implementation_from_env()
+        # Socket transports of accepted TLS connections still in their handshake (_accept_tls).
+        self._tls_handshakes: set[SocketTransport] = set()
 
     @property
     def _debug(self) -> bool:
@@ -274,35 +275,42 @@ class NetworkMixin:
             if self._debug:
                 logger.debug("%r got a new connection from %r: %r", server, addr, conn)
             extra = {"peername": addr}
+            protocol = self._accepted_protocol(protocol_factory, conn)
+            if protocol is None:
+                continue
+            # DEVIATION: no task per connection (asyncio makes one to await a waiter nobody
+            # else sees); a plain connection_made runs one iteration sooner, as on uvloop.
             if sslcontext:
-                # The TLS handshake needs a task to wait in, as on stock asyncio.
-                self.create_task(
-                    self._accept_connection2(
-                        protocol_factory,
-                        conn,
-                        extra,
-                        sslcontext,
-                        server,
-                        ssl_handshake_timeout,
-                        ssl_shutdown_timeout,
-                    )
+                self._accept_tls(
+                    protocol,
+                    conn,
+                    extra,
+                    sslcontext,
+                    server,
+                    ssl_handshake_timeout,
+                    ssl_shutdown_timeout,
                 )
             else:
-                # DEVIATION: no task per plain connection (asyncio makes one to await a waiter
-                # nobody else sees); connection_made runs one iteration sooner, as on uvloop.
-                self._accept_plain(protocol_factory, conn, extra, server)
+                self._accept_plain(protocol, conn, extra, server)
 
     def _accept_plain(
-        self, protocol_factory: Any, conn: socket.socket, extra: dict[str, Any], server: Any
+        self, protocol: Any, conn: socket.socket, extra: dict[str, Any], server: Any
     ) -> None:
+        def make() -> SocketTransport:
+            return SocketTransport(self, conn, protocol, extra=extra, server=server)
+
+        self._accepted_transport(conn, protocol, make)
+
+    def _accepted_protocol(self, protocol_factory: Any, conn: socket.socket) -> Any:
+        """The application's protocol for an accepted connection, or None if its factory failed
+        (reported in debug mode only, as asyncio does; the connection is closed)."""
         try:
-            protocol = protocol_factory()
+            return protocol_factory()
         except (SystemExit, KeyboardInterrupt):
             conn.close()
             raise
         except BaseException as exc:
             conn.close()
-            # The application's error: reported in debug mode only, as asyncio does.
             if self._debug:
                 self.call_exception_handler(
                     {
@@ -310,15 +318,19 @@ class NetworkMixin:
                         "exception": exc,
                     }
                 )
-            return
+            return None
+
+    def _accepted_transport(self, conn: socket.socket, protocol: Any, make: Any) -> Any:
+        """`make()`: the transport of an accepted connection (or its TLS protocol), or None if
+        making it failed. That is oxloop's failure: never silent, whatever the mode; the
+        connection is closed and the server keeps serving."""
         try:
-            self._make_socket_transport(conn, protocol, extra=extra, server=server)
+            return make()
         except (SystemExit, KeyboardInterrupt):
             conn.close()
             raise
         except BaseException as exc:
             conn.close()
-            # oxloop's own failure: never silent, whatever the mode. The server keeps serving.
             self.call_exception_handler(
                 {
                     "message": "Error on transport creation for incoming connection",
@@ -326,3 +338,73 @@ class NetworkMixin:
                     "protocol": protocol,
                 }
             )
+            return None
+
+    def _accept_tls(
+        self,
+        protocol: Any,
+        conn: socket.socket,
+        extra: dict[str, Any],
+        sslcontext: Any,
+        server: Any,
+        ssl_handshake_timeout: float | None,
+        ssl_shutdown_timeout: float | None,
+    ) -> None:
+        """Start the server side of a TLS connection. asyncio awaits the handshake in a task per
+        connection; here a callback on the handshake's waiter does that task's work, one
+        iteration after the handshake ends as the task's wakeup would. Until then the socket
+        transport is listed in `_tls_handshakes`, so that closing the loop closes it, as the
+        cancellation of asyncio's task by `asyncio.run` does."""
+        waiter = self.create_future()
+        tls_protocol = self._accepted_transport(
+            conn,
+            protocol,
+            lambda: self._make_tls_protocol(
+                protocol,
+                sslcontext,
+                waiter,
+                server_side=True,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            ),
+        )
+        if tls_protocol is None:
+            return
+        raw = self._accepted_transport(
+            conn,
+            protocol,
+            lambda: SocketTransport(self, conn, tls_protocol, extra=extra, server=server),
+        )
+        if raw is None:
+            return
+        self._tls_handshakes.add(raw)
+        waiter.add_done_callback(
+            functools.partial(self._tls_accepted, protocol, tls_protocol._app_transport, raw)
+        )
+
+    def _tls_accepted(self, protocol: Any, transport: Any, raw: Any, waiter: Any) -> None:
+        """The handshake of an accepted TLS connection ended: on failure, what asyncio's task
+        does (close the connection; report in debug mode)."""
+        self._tls_handshakes.discard(raw)
+        exc = asyncio.CancelledError() if waiter.cancelled() else waiter.exception()
+        if exc is None:
+            return
+        transport.close()
+        if self._debug:
+            self.call_exception_handler(
+                {
+                    "message": "Error on transport creation for incoming connection",
+                    "exception": exc,
+                    "protocol": protocol,
+                    "transport": transport,
+                }
+            )
+
+    def _close_tls_handshakes(self) -> None:
+        """Close the connections still in their server-side handshake, now: the loop is closing
+        and will run no more callbacks. (asyncio.run cancels asyncio's per-connection tasks,
+        which close them; the application's protocol never saw them.)"""
+        handshakes, self._tls_handshakes = self._tls_handshakes, set()
+        for raw in handshakes:
+            raw.abort()
+            raw._call_connection_lost(None)
