@@ -31,14 +31,12 @@ use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PySystemExit, PyTypeErr
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::tls_buffers::{MAX_READ, read_scratch, receive_buffer};
 use super::{TransportCore, TransportIo};
 use crate::buffer::BufferView;
-
-/// asyncio's `SSLProtocol.max_size`: the most one `SSLObject.read()` returns.
-const MAX_READ: usize = 256 * 1024;
 
 /// Records waiting for the iteration's end go at once when they reach this size (a socket
 /// transport's default high-water mark): bulk writes stream instead of piling up.
@@ -88,52 +86,6 @@ fn more_to_decrypt(cipher: &Bound<'_, PyAny>, incoming: &Bound<'_, PyAny>) -> Py
             .extract::<usize>()
     };
     Ok(waiting > 0 || decrypted()? > 0)
-}
-
-/// The calling thread's object under `name`, made by `make` on first use, on a
-/// `threading.local`, which Python frees with its thread. The TLS layer's buffers are per
-/// thread, not per process: `SSLObject.read` lets go of the GIL while it decrypts, so a loop in
-/// another thread would write into a shared buffer between two reads of a record sequence.
-fn per_thread<'py>(
-    py: Python<'py>,
-    name: &Bound<'py, PyString>,
-    make: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    static PER_THREAD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let per_thread = PER_THREAD
-        .get_or_try_init(py, || {
-            py.import("threading")?
-                .call_method0("local")
-                .map(Bound::unbind)
-        })?
-        .bind(py);
-    if let Ok(object) = per_thread.getattr(name) {
-        return Ok(object);
-    }
-    let object = make()?;
-    per_thread.setattr(name, &object)?;
-    Ok(object)
-}
-
-fn new_buffer(py: Python<'_>) -> PyResult<Bound<'_, PyByteArray>> {
-    PyByteArray::new_with(py, MAX_READ, |_| Ok(()))
-}
-
-/// What every connection of the thread decrypts into before the bytes are copied out.
-fn read_scratch(py: Python<'_>) -> PyResult<Bound<'_, PyByteArray>> {
-    let name = intern!(py, "oxloop_tls_read_scratch");
-    let scratch = per_thread(py, name, || new_buffer(py).map(Bound::into_any))?;
-    Ok(scratch.cast_into::<PyByteArray>()?)
-}
-
-/// A memoryview of what every connection of the thread receives ciphertext into;
-/// `buffer_updated` empties it into the incoming BIO before anything else runs. (asyncio
-/// allocates and zeroes 256 KiB per connection for this: 2.7% of a TLS handshake's CPU.)
-fn receive_buffer(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let name = intern!(py, "oxloop_tls_receive_buffer");
-    per_thread(py, name, || {
-        Ok(PyMemoryView::from(new_buffer(py)?.as_any())?.into_any())
-    })
 }
 
 fn ssl_object_class(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
