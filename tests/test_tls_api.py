@@ -5,7 +5,9 @@ and on oxloop with asyncio's TLS protocol (`tls_loops`, see conftest).
 `ssl_shutdown_timeout` ending a close the peer never answers, the socket-side flow control
 (reads of the socket pause while the application's are paused and the records pile up), and
 `start_tls` on the server side with the ClientHello already read by the `StreamReader`
-(CPython gh-142352). Loopback only, bounded; certificates made at test time (see tlshelpers).
+(CPython gh-142352), and an `SSLContext.sslobject_class` subclass, whose methods the loop must
+call (not the C object's under them). Loopback only, bounded; certificates made at test time
+(see tlshelpers).
 """
 
 import asyncio
@@ -224,3 +226,43 @@ def test_start_tls_uses_the_loops_tls_protocol(loop, loop_name, tls):
             assert type(protocol) is asyncio.sslproto.SSLProtocol
         else:
             assert isinstance(protocol, oxloop.tls.TLSProtocol)
+
+
+def test_tls_sslobject_class_subclass_drives_handshake_and_shutdown(loop, tls):
+    """A context's `sslobject_class` may override `do_handshake` and `unwrap`: the loop calls
+    them, on both sides of a connection that opens, echoes and closes cleanly."""
+    calls = []
+
+    class CountingSSLObject(ssl.SSLObject):
+        def do_handshake(self):
+            calls.append(("do_handshake", self.server_side))
+            return super().do_handshake()
+
+        def unwrap(self):
+            calls.append(("unwrap", self.server_side))
+            return super().unwrap()
+
+    async def main():
+        server_context, client_context = tls.server_context(), tls.client_context()
+        server_context.sslobject_class = client_context.sslobject_class = CountingSSLObject
+        accepted = Accepted(EchoProtocol)
+        server = await loop.create_server(accepted, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        transport, protocol = await loop.create_connection(
+            RecordingProtocol,
+            "127.0.0.1",
+            port,
+            ssl=client_context,
+            server_hostname=SERVER_HOSTNAME,
+        )
+        transport.write(b"ping")
+        await asyncio.wait_for(protocol.wait_bytes(4), 10)
+        transport.close()
+        await asyncio.wait_for(protocol.lost, 10)
+        await close_server(server)
+        assert bytes(protocol.data) == b"ping"
+
+    run(loop, main())
+    for side in (False, True):
+        assert ("do_handshake", side) in calls
+    assert ("unwrap", False) in calls  # the client closed first: it sent close_notify

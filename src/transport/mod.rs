@@ -23,7 +23,6 @@ mod datagram;
 mod flow_control;
 mod stream;
 pub(crate) mod tls;
-mod tls_buffers;
 
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};

@@ -6,11 +6,13 @@
 //! Split by how often the code runs. Per read and per write (ciphertext in, the `SSLObject`
 //! read loop, plaintext to the application's `data_received`/`buffer_updated`, `write()`
 //! encrypting and handing the records to the socket, both directions' flow control) is here,
-//! in Rust, calling the `ssl` module's C methods without a Python frame. Once per connection
-//! (handshake, timeouts, shutdown with close_notify, abort, `eof_received`, connection_lost,
-//! the waiter) is asyncio's own `SSLProtocol` state machine, which the Python subclass
+//! in Rust, calling the `ssl` module's C methods without a Python frame; so are the handshake
+//! and shutdown steps that call the TLS object (`tls/handshake.rs`). The rest of what runs once
+//! per connection (the state transitions, timeouts, abort, `eof_received`, connection_lost, the
+//! waiter, extra info) is asyncio's own `SSLProtocol` state machine, which the Python subclass
 //! inherits unchanged: its semantics are stock asyncio's on every version by construction, and
-//! its differences between versions (3.13's `_abort(exc)`) come with it.
+//! its differences between versions (3.13's `_abort(exc)`) come with it. The buffers the
+//! connections of a thread share are in `tls/buffers.rs`.
 //!
 //! Records go to the socket once per iteration: what the application writes while the loop
 //! runs its callbacks stays in the outgoing BIO until the iteration's end, when one read of the
@@ -27,6 +29,9 @@
 //! for step. A field is borrowed only to copy it out: the Python side assigns them while a
 //! Rust method runs (a `data_received` that closes the transport starts the shutdown).
 
+mod buffers;
+mod handshake;
+
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PySystemExit, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -34,9 +39,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::tls_buffers::{MAX_READ, read_scratch, receive_buffer};
 use super::{TransportCore, TransportIo};
 use crate::buffer::BufferView;
+use buffers::{MAX_READ, read_scratch, receive_buffer};
 
 /// Records waiting for the iteration's end go at once when they reach this size (a socket
 /// transport's default high-water mark): bulk writes stream instead of piling up.

@@ -1,4 +1,4 @@
-//! The TLS layer's buffers (`tls.rs`): what connections receive ciphertext into and decrypt
+//! The TLS layer's buffers (`../tls.rs`): what connections receive ciphertext into and decrypt
 //! into, one of each per thread and shared by the thread's connections, as nothing runs between
 //! filling one and emptying it. Per thread, not per process: `SSLObject.read` lets go of the
 //! GIL while it decrypts, so a loop in another thread would write into a shared buffer between
