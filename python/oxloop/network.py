@@ -406,5 +406,7 @@ class NetworkMixin:
         which close them; the application's protocol never saw them.)"""
         handshakes, self._tls_handshakes = self._tls_handshakes, set()
         for raw in handshakes:
+            if raw._loop is None:  # lost already; only the waiter's callback had yet to run
+                continue
             raw.abort()
             raw._call_connection_lost(None)

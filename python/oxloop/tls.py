@@ -5,9 +5,10 @@ asyncio's.
 
 `TLSProtocol` is asyncio's `sslproto.SSLProtocol` with its per-record work in Rust
 (`_oxloop.TlsLayer`, src/transport/tls.rs): decrypting what the socket received and handing it
-to the application, and encrypting what the application writes. The handshake, shutdown,
-timeouts and connection-loss logic are asyncio's own, inherited unchanged, so they behave as on
-stock asyncio of the running version. The application's transport is asyncio's
+to the application, encrypting what the application writes, and the handshake and shutdown
+steps that call the TLS object. The state machine around them (transitions, timeouts,
+connection loss) is asyncio's own, inherited unchanged, so it behaves as on stock asyncio of
+the running version. The application's transport is asyncio's
 `_SSLProtocolTransport` whose `write` is the Rust method. On an oxloop loop, the records the
 application writes during one loop iteration go to the socket together at its end (one send);
 `abort()` and fatal errors send them first, as they would be in the kernel already on asyncio.
@@ -52,7 +53,8 @@ class _SSLAppTransport(_compat.SSLProtocolTransport):
 
 
 class TLSProtocol(_oxloop.TlsLayer, _compat.SSLProtocol):
-    """asyncio's SSLProtocol whose read and write paths are `TlsLayer`'s (see the module doc)."""
+    """asyncio's SSLProtocol whose per-record paths and handshake and shutdown steps are
+    `TlsLayer`'s (see the module doc)."""
 
     # asyncio's __init__ allocates a receive buffer of `max_size` bytes per connection (256 KiB,
     # zeroed: 2.7% of a handshake's CPU). TlsLayer receives into one buffer per thread and sizes
