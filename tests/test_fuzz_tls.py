@@ -20,6 +20,7 @@ that long and prints how many operations ran clean.
 """
 
 import asyncio
+import itertools
 import os
 import sys
 import time
@@ -103,6 +104,7 @@ class TLSLoopsAgree(RuleBasedStateMachine):
         # Each world lives in a thread of its own, so their waits (handshake and shutdown
         # timeouts, settling) overlap; every call on a world is made in its thread.
         self.threads = [ThreadPoolExecutor(1) for _ in range(3)]
+        self.program = []  # for a failure's report: a timing difference fails to shrink
         self.worlds = self.on_each(
             lambda factory, stdlib: TLSWorld(factory, debug, self.tls, stdlib),
             [
@@ -119,6 +121,7 @@ class TLSLoopsAgree(RuleBasedStateMachine):
 
     def apply(self, method, *args):
         OPERATIONS[0] += 1
+        self.program.append((method, *args))
         self.on_each(lambda world: world.operation(method, *args), [(w,) for w in self.worlds])
 
     @rule(
@@ -159,9 +162,9 @@ class TLSLoopsAgree(RuleBasedStateMachine):
 
     @invariant()
     def agree(self):
-        asyncio_world, *oxloop_worlds = self.worlds
-        for world in oxloop_worlds:
-            assert world.observed() == asyncio_world.observed()
+        expected = self.worlds[0].observed()
+        for name, world in zip(["oxloop", "oxloop-stdlib"], self.worlds[1:], strict=True):
+            assert world.observed() == expected, difference(name, self.program, world, expected)
 
     def teardown(self):
         try:
@@ -169,6 +172,18 @@ class TLSLoopsAgree(RuleBasedStateMachine):
         finally:
             for thread in self.threads:
                 thread.shutdown()
+
+
+def difference(name, program, world, expected):
+    """A failure's report: the program and where the world's observations part from asyncio's."""
+    lines = [f"{name} differs from asyncio after:", *map(repr, program)]
+    parts = ["trace", "connections", "unpaired"]
+    for part, mine, theirs in zip(parts, world.observed(), expected, strict=True):
+        for i, (a, b) in enumerate(itertools.zip_longest(mine, theirs)):
+            if a != b:
+                lines += [f"{part}[{i}]:", f"  {name}: {a!r}", f"  asyncio: {b!r}"]
+                break
+    return "\n".join(lines)
 
 
 def fuzz_settings(examples, steps, shrink):

@@ -157,7 +157,9 @@ class ReaderRecorder(StreamRecorder, asyncio.StreamReaderProtocol):
     def __init__(self, name, raises):
         StreamRecorder.__init__(self, name, raises)
         self.reader = asyncio.StreamReader()
-        asyncio.StreamReaderProtocol.__init__(self, self.reader)
+        # A callback makes StreamWriter.start_tls take this end for a server's (never called:
+        # Recorder's connection_made comes first).
+        asyncio.StreamReaderProtocol.__init__(self, self.reader, lambda reader, writer: None)
 
     def data_received(self, data):
         if self.started_tls:
@@ -417,8 +419,9 @@ class TLSWorld:
             server.transport.close()
         results = {}
         # start_tls on a closing transport, and the first of two at once, never return on
-        # stock asyncio (their TLS protocol's waiter is never woken): bounded, a second.
-        bound = SETTLE if how not in ("closing", "server_closing", "twice") else 1.0
+        # stock asyncio (their TLS protocol's waiter is never woken): bounded, and sooner than
+        # `drive` cancels a call after an interruption, so that one bound decides.
+        bound = SETTLE if how not in ("closing", "server_closing", "twice") else INTERRUPTED / 2
         line = outcome(lambda: self.run(self._upgrade(how, client, server, results), bound))
         self.trace.append(f"upgrade({how}):{line}{sorted(results.items())}")
         if results.get("client") == "ok" and results.get("server") == "ok":
@@ -460,6 +463,23 @@ class TLSWorld:
                 await asyncio.sleep(STEP)
             if not isinstance(self.loop, oxloop.Loop) and sys.version_info < (3, 14):
                 hand_over_read_ahead(server.transport, server)
+            # Upgraded as a stream server's handler does it, through its StreamWriter (kept: on
+            # 3.13 a StreamWriter collected while open closes its transport).
+            server.writer = asyncio.StreamWriter(server.transport, server, server.reader, self.loop)
+            server.started_tls = server.tls_pending = True
+            try:
+                await server.writer.start_tls(
+                    self.tls.server_context(), ssl_handshake_timeout=HANDSHAKE * 40
+                )
+            except Exception as exc:  # noqa: BLE001 - how it failed is the observation
+                results["server"] = type(exc).__name__
+                return
+            # StreamWriter.start_tls takes no shutdown timeout on 3.11; the world's is short.
+            server.writer.transport._ssl_protocol._ssl_shutdown_timeout = SHUTDOWN
+            server.transport = server.writer.transport
+            server.tls_pending = False
+            results["server"] = "ok"
+            return
         await self._start_tls(server, results, "server", HANDSHAKE * 40)
 
     async def _start_tls(self, me, results, label, timeout):
