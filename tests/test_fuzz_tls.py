@@ -49,6 +49,7 @@ UPGRADES = [
     "ok",
     "early",
     "readahead",
+    "late",
     "closing",
     "server_closing",
     "peer_closed",

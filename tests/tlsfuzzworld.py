@@ -16,6 +16,7 @@ Reuses `fuzzworld.outcome` (a call's result as a trace line).
 """
 
 import asyncio
+import itertools
 import os
 import re
 import socket
@@ -208,6 +209,7 @@ class TLSWorld:
         self.interrupts = []  # what left the loop during the current operation
         self.conns = []
         self.orphans = []  # clients whose connect failed
+        self.clients = itertools.count()  # client names
         self.server_recorders = []  # every protocol the servers' factories made, in order
         self.raw_socks = []
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -313,7 +315,7 @@ class TLSWorld:
         """A TLS client connection of the loop to its own server (`kind` "ok"), with a context
         that trusts no CA ("untrusted"), or to a plain listener that never speaks ("silent"),
         answers garbage ("garbage"), hangs up ("hangup") or sends a truncated record."""
-        name = f"c{len(self.conns) + len(self.orphans)}"
+        name = f"c{next(self.clients)}"
         client = (BufferedRecorder if buffered else StreamRecorder)(name, client_raises)
         self.next_server_raises = server_raises
         if kind in ("ok", "untrusted"):
@@ -393,10 +395,11 @@ class TLSWorld:
         ends at once ("ok"; "early": the client writes as soon as its start_tls returns, so the
         server may read those bytes with the client's Finished; "readahead": the client sends a
         line then its ClientHello, and the server starts TLS once its `StreamReader` holds the
-        hello, gh-142352), or on one end: after closing it ("closing", "server_closing"), once
+        hello, gh-142352; "late": the server starts once its plain protocol got the hello), or
+        on one end: after closing it ("closing", "server_closing"), once
         the peer closed ("peer_closed"), with a peer that stays plain ("timeout",
         "server_timeout"), or twice at once ("twice")."""
-        name = f"c{len(self.conns) + len(self.orphans)}"
+        name = f"c{next(self.clients)}"
         client = (BufferedRecorder if buffered else StreamRecorder)(name, client_raises)
         self.next_plain = (ReaderRecorder if how == "readahead" else StreamRecorder, server_raises)
         before = len(self.plain_recorders)
@@ -440,6 +443,16 @@ class TLSWorld:
             await self._start_tls(client, results, "client", short)
         elif how in ("server_closing", "server_timeout"):
             await self._start_tls(server, results, "server", short)
+        elif how == "late":
+            # The server's plain protocol got the ClientHello as data: it is gone, on every loop
+            # (only a StreamReader's bytes are handed over), so both handshakes time out.
+            client_upgrade = asyncio.ensure_future(
+                self._start_tls(client, results, "client", short)
+            )
+            while not server.received:
+                await asyncio.sleep(STEP)
+            await self._start_tls(server, results, "server", short)
+            await client_upgrade
         elif how == "twice":
             await asyncio.gather(
                 self._start_tls(client, results, "client", short),
