@@ -7,13 +7,17 @@ A Hypothesis `RuleBasedStateMachine` draws TLS connections of the loop to its ow
 that fail their handshake (a context that trusts no CA; a plain server that never speaks, with
 a handshake timeout; one that answers garbage, hangs up or sends a truncated record), plain
 clients of a server with a short handshake timeout (silent, garbage instead of a ClientHello,
-part of a ClientHello then waiting or EOF), calls on either end's transport (writes of 0 bytes
-to 1 MiB, `writelines`, `write_eof`, `can_write_eof`, pause/resume reading, close (twice),
-`abort`, write buffer limits, `get_extra_info` of every key), and bytes under the TLS session
-(a garbage record, a truncated record then EOF, EOF or a shutdown without close_notify). Each
-is applied to one `tlsfuzzworld.TLSWorld` per loop; after every step the worlds' observations
-must be equal. A crash, a hang (pytest-timeout) or a difference fails the test, and Hypothesis
-shrinks it to a short program.
+part of a ClientHello then waiting or EOF), plain connections upgraded with `start_tls` (both
+ends, the client writing as soon as its handshake ends, a ClientHello the server's `StreamReader`
+already read (gh-142352) or its plain protocol consumed, a closing end, a peer that closed, a
+peer that stays plain, two upgrades at once), protocol callbacks raising `ValueError`,
+`KeyboardInterrupt` or `SystemExit` (recorded where they leave the loop), calls on either end's
+transport (writes of 0 bytes to 1 MiB, `writelines`, `write_eof`, `can_write_eof`, pause/resume
+reading, close (twice), `abort`, write buffer limits, `get_extra_info` of every key), and bytes
+under the TLS session (a garbage record, a truncated record then EOF, EOF or a shutdown without
+close_notify). Each is applied to one `tlsfuzzworld.TLSWorld` per loop; after every step the
+worlds' observations must be equal. A crash, a hang (pytest-timeout) or a difference fails the
+test with the program that found it (the long mode also shrinks it to a short one).
 
 CI runs a bounded number of examples. `OXLOOP_FUZZ_TLS_LONG=<seconds>` runs fresh examples for
 that long and prints how many operations ran clean.

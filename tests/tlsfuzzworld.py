@@ -1,5 +1,6 @@
-"""One side of the TLS differential fuzzer (`test_fuzz_tls.py`): a loop with two TLS servers, the
-TLS connections a random program made on it, and what the program could observe of them.
+"""One side of the TLS differential fuzzer (`test_fuzz_tls.py`): a loop with two TLS servers and a
+plain one (whose connections the program upgrades with `start_tls`), the TLS connections a random
+program made on it, and what the program could observe of them.
 
 Not a test module. The fuzzer makes one `TLSWorld` on stock asyncio, one on oxloop (its Rust TLS
 layer) and one on oxloop with asyncio's own TLS protocol (`tls_implementation = "stdlib"`),
@@ -11,6 +12,10 @@ Timing decides only what is left out of the record: how the bytes were cut into
 `data_received` calls, write flow control (how much the kernel took at once), and, on a
 connection that broke under the TLS session (raw bytes written on its socket, a peer that
 aborted or raised), whether the other end saw EOF or a reset.
+
+A protocol callback raising KeyboardInterrupt or SystemExit makes the loop's run_until_complete
+raise it, as on stock asyncio; the world records it (per operation, see `operation`) and runs the
+loop again, so every later operation checks that the loop and its connections still work.
 
 Reuses `fuzzworld.outcome` (a call's result as a trace line).
 """
