@@ -450,13 +450,14 @@ class TLSWorld:
             await self._start_tls(server, results, "server", short)
         elif how == "late":
             # The server's plain protocol got the ClientHello as data: it is gone, on every loop
-            # (only a StreamReader's bytes are handed over), so both handshakes time out.
+            # (only a StreamReader's bytes are handed over), so the client's handshake times
+            # out and the server's then fails (its own timeout is long: one must come first).
             client_upgrade = asyncio.ensure_future(
                 self._start_tls(client, results, "client", short)
             )
             while not server.received:
                 await asyncio.sleep(STEP)
-            await self._start_tls(server, results, "server", short)
+            await self._start_tls(server, results, "server", long)
             await client_upgrade
         elif how == "twice":
             await asyncio.gather(
