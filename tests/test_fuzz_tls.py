@@ -109,7 +109,7 @@ class TLSLoopsAgree(RuleBasedStateMachine):
         # Each world lives in a thread of its own, so their waits (handshake and shutdown
         # timeouts, settling) overlap; every call on a world is made in its thread.
         self.threads = [ThreadPoolExecutor(1) for _ in range(3)]
-        self.program = []  # for a failure's report: a timing difference fails to shrink
+        self.program = []  # for a failure's report (programs are not shrunk)
         self.worlds = self.on_each(
             lambda factory, stdlib: TLSWorld(factory, debug, self.tls, stdlib),
             [
@@ -191,10 +191,11 @@ def difference(name, program, world, expected):
     return "\n".join(lines)
 
 
-def fuzz_settings(examples, steps, shrink):
-    # Without shrinking (CI), a failure is reported at once with the program as drawn (10
-    # steps): shrinking replays programs whose waits take seconds each.
-    phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else [])
+def fuzz_settings(examples, steps):
+    # Without shrinking, a failure is reported at once with the program as drawn: shrinking
+    # replays programs whose waits take seconds each, and a difference timing decides would not
+    # replay (the report names the program, see `difference`).
+    phases = [Phase.explicit, Phase.generate]
     return settings(
         max_examples=examples,
         stateful_step_count=steps,
@@ -208,7 +209,7 @@ def fuzz_settings(examples, steps, shrink):
 @pytest.mark.timeout(300)
 def test_asyncio_and_oxloop_agree_on_random_tls_programs(tls):
     TLSLoopsAgree.tls = tls
-    TLSLoopsAgree.TestCase.settings = fuzz_settings(12, 10, shrink=False)
+    TLSLoopsAgree.TestCase.settings = fuzz_settings(12, 10)
     with finalisers_checked():
         TLSLoopsAgree.TestCase().runTest()
 
@@ -223,10 +224,7 @@ def test_long_tls_fuzz_run(tls):
     OPERATIONS[0] = 0
     programs = 0
     while time.monotonic() < deadline:
-        # No shrinking: a difference timing decides would not replay, and replaying programs
-        # whose waits take seconds kept a failing run busy for many minutes; the failure's
-        # report names the program (see `difference`).
-        TLSLoopsAgree.TestCase.settings = fuzz_settings(20, 20, shrink=False)
+        TLSLoopsAgree.TestCase.settings = fuzz_settings(20, 20)
         with finalisers_checked():
             TLSLoopsAgree.TestCase().runTest()
         programs += 20
