@@ -213,7 +213,8 @@ class TLSWorld:
         self.trace = []
         self.interrupts = []  # what left the loop during the current operation
         self.conns = []
-        self.orphans = []  # clients whose connect failed
+        self.orphans = []  # clients whose connect failed, ends of an upgrade that failed
+        self.detached = []  # ends whose start_tls failed (no longer their transport's protocol)
         self.clients = itertools.count()  # client names
         self.server_recorders = []  # every protocol the servers' factories made, in order
         self.raw_socks = []
@@ -401,9 +402,9 @@ class TLSWorld:
         server may read those bytes with the client's Finished; "readahead": the client sends a
         line then its ClientHello, and the server starts TLS once its `StreamReader` holds the
         hello, gh-142352; "late": the server starts once its plain protocol got the hello), or
-        on one end: after closing it ("closing", "server_closing"), once
-        the peer closed ("peer_closed"), with a peer that stays plain ("timeout",
-        "server_timeout"), or twice at once ("twice")."""
+        on one end: after closing it ("closing", "server_closing"), once the peer closed
+        ("peer_closed"), with a peer that stays plain ("timeout", "server_timeout"), or twice
+        at once ("twice")."""
         name = f"c{next(self.clients)}"
         client = (BufferedRecorder if buffered else StreamRecorder)(name, client_raises)
         self.next_plain = (ReaderRecorder if how == "readahead" else StreamRecorder, server_raises)
@@ -438,7 +439,8 @@ class TLSWorld:
         else:
             # An end whose start_tls failed is not told it was lost: its transport's protocol
             # is the TLS protocol, which had not made the connection.
-            self.orphans += [r for r in (client, server) if not r.tls_pending]
+            for recorder in (client, server):
+                (self.detached if recorder.tls_pending else self.orphans).append(recorder)
             self.settle()
             self.trace.append([(r.name, r.events, r.received) for r in (client, server)])
 
@@ -602,6 +604,7 @@ class TLSWorld:
 
     def finish(self):
         ends = [conn.client for conn in self.conns] + self.orphans + self.server_recorders
+        ends += self.plain_recorders + self.detached
         for recorder in ends:
             if recorder.transport is not None:
                 outcome(recorder.transport.abort)  # after a second close() it raises
