@@ -203,6 +203,15 @@ async def echo_once(port, message, host="127.0.0.1"):
     return bytes(proto.data)
 
 
+async def stream_echo_handler(reader, writer):
+    """Echo everything until EOF, then close cleanly."""
+    while data := await reader.read(64 * 1024):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
 class CountingEcho(asyncio.Protocol):
     """Echo protocol that tracks how many server-side connections are open at once."""
 

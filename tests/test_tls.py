@@ -15,8 +15,22 @@ import socket
 import ssl
 
 import pytest
-from nethelpers import Accepted, EchoProtocol, RecordingProtocol, fd_count, payload, run
-from tlshelpers import SERVER_HOSTNAME, record_exception_handler, untrusting_client_context
+from nethelpers import (
+    Accepted,
+    EchoProtocol,
+    RecordingProtocol,
+    fd_count,
+    payload,
+    run,
+    stream_echo_handler,
+)
+from tlshelpers import (
+    SERVER_HOSTNAME,
+    open_tls,
+    record_exception_handler,
+    tls_stream_server,
+    untrusting_client_context,
+)
 
 pytestmark = pytest.mark.tls_loops
 
@@ -30,26 +44,6 @@ async def fds_back_to(before, timeout=2.0):
     while fd_count() > before and loop.time() < deadline:
         await asyncio.sleep(0.01)
     return fd_count()
-
-
-async def stream_echo_handler(reader, writer):
-    """Echo everything until EOF, then close cleanly."""
-    while data := await reader.read(64 * 1024):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-    await writer.wait_closed()
-
-
-async def tls_stream_server(tls, handler=stream_echo_handler, **kwargs):
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls.server_context(), **kwargs)
-    return server, server.sockets[0].getsockname()[1]
-
-
-async def open_tls(tls, port, **kwargs):
-    return await asyncio.open_connection(
-        "127.0.0.1", port, ssl=tls.client_context(), server_hostname=SERVER_HOSTNAME, **kwargs
-    )
 
 
 # --- protocols -----------------------------------------------------------------------------

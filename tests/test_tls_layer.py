@@ -18,7 +18,7 @@ import weakref
 
 import pytest
 from nethelpers import Accepted, EchoProtocol, RecordingProtocol, payload, run, shrink_buffers
-from tlshelpers import SERVER_HOSTNAME, record_exception_handler
+from tlshelpers import SERVER_HOSTNAME, open_tls, record_exception_handler, tls_stream_server
 
 import oxloop
 import oxloop.tls
@@ -425,19 +425,9 @@ def test_loops_in_threads_at_once_keep_each_connections_bytes(loop_factory, tls)
 
     size, chunk = 2 * 1024 * 1024, 64 * 1024
 
-    async def echo(reader, writer):
-        while data := await reader.read(256 * 1024):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
     async def roundtrip(seed):
-        server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=tls.server_context())
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=tls.client_context(), server_hostname=SERVER_HOSTNAME
-        )
+        server, port = await tls_stream_server(tls)
+        reader, writer = await open_tls(tls, port)
         sent = bytes((seed + i * 7 + i // 251) % 256 for i in range(size))
 
         async def send():

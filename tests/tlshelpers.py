@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from nethelpers import RecordingProtocol
+from nethelpers import RecordingProtocol, stream_echo_handler
 
 SERVER_HOSTNAME = "localhost"
 
@@ -101,6 +101,19 @@ def record_exception_handler(loop):
     calls = []
     loop.set_exception_handler(lambda _loop, context: calls.append(context))
     return calls
+
+
+async def tls_stream_server(tls, handler=stream_echo_handler, **kwargs):
+    """A TLS streams server on loopback (echo by default): (server, port)."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls.server_context(), **kwargs)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def open_tls(tls, port, **kwargs):
+    """A TLS streams connection to `port` that trusts the test CA: (reader, writer)."""
+    return await asyncio.open_connection(
+        "127.0.0.1", port, ssl=tls.client_context(), server_hostname=SERVER_HOSTNAME, **kwargs
+    )
 
 
 async def connected_pair(tls, accepted, **client_options):
